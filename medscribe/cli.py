@@ -1,0 +1,48 @@
+"""The `medscribe` command line. Run `medscribe --help`.
+
+Kept thin and import-light: stage commands live in `medscribe.commands.*` and import their stage module
+(and torch, transformers, chromadb, ...) only when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medscribe import __version__
+from medscribe.commands import config as config_cmd
+from medscribe.commands import doctor as doctor_cmd
+
+app = typer.Typer(
+    name="medscribe",
+    help="Raw clinical text -> anonymized data -> fine-tuned, retrieval-augmented assistant -> honest metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medscribe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="MEDSCRIBE_CONFIG", help="Settings file (default: ./medscribe.toml if present)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """medscribe: one pipeline from raw clinical exports to a measured assistant."""
+    # Settings are loaded by each command (lazily), so `--help` never pays for pydantic-settings.
+    ctx.obj = {"config": config, "verbose": verbose}
+
+
+app.add_typer(config_cmd.app, name="config")
+app.command("doctor")(doctor_cmd.doctor)
+# --- stage commands: one line each, `app.command("NAME")(MODULE.command)` ---

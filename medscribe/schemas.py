@@ -1,0 +1,62 @@
+"""Shared record contracts: what `data` writes, what `index` stores, what `ask` answers, what `eval` reads.
+
+One place for each shape, so the stages can never disagree on a field name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["report", "qa"]
+SPLITS = ("train", "eval", "test", "pool")
+
+
+class Record(BaseModel):
+    """One cleaned, anonymized example. `input` is the finding (report) or the question (qa);
+    `target` is the conclusion (report) or the answer (qa)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    task: Task
+    input: str
+    target: str
+    specialty: str | None = None
+    organ: str | None = None
+    modality: str | None = None
+    has_finding: bool | None = None
+    source: str | None = None
+    split: str | None = None
+
+
+class ReportAnswer(BaseModel):
+    """The strict JSON answer for the report task."""
+
+    result: str
+    reasoning: str | None = None
+    has_finding: bool | None = None
+    organ: str | None = None
+    modality: str | None = None
+
+
+class QAAnswer(BaseModel):
+    """The strict JSON answer for the qa task."""
+
+    answer: str
+    citations: list[str] = Field(default_factory=list)
+
+
+ANSWER_SCHEMAS: dict[str, type[BaseModel]] = {"report": ReportAnswer, "qa": QAAnswer}
+ANSWER_TEXT_FIELD = {"report": "result", "qa": "answer"}
+
+
+class Hit(BaseModel):
+    """One retrieved case or knowledge chunk. `score` is cosine similarity (higher is closer)."""
+
+    id: str
+    text: str
+    answer: str | None = None
+    score: float
+    metadata: dict[str, Any] = Field(default_factory=dict)

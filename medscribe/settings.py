@@ -1,0 +1,339 @@
+"""Typed settings: one `Section` model per stage, read from `medscribe.toml`, env vars and flags.
+
+Precedence (stated once, here): flags > env (`MEDSCRIBE_SFT__LEARNING_RATE=1e-4`) > TOML file > defaults.
+
+    from medscribe.settings import load_settings
+    settings = load_settings("medscribe.toml", flags={"sft": {"learning_rate": 1e-4}})
+
+Every section forbids unknown keys, so a typo in the TOML is an error, not a silently ignored value.
+Secrets (`ask.api_key`, `data.phi.salt`) are `SecretStr` and may only come from the environment.
+
+This module imports pydantic-settings, so the CLI imports it lazily (inside commands), keeping
+`medscribe --help` fast.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from medscribe.errors import UsageError
+
+ENV_PREFIX = "MEDSCRIBE_"
+ENV_DELIMITER = "__"
+CONFIG_ENV = "MEDSCRIBE_CONFIG"
+DEFAULT_CONFIG = "medscribe.toml"
+SECRET_KEYS = {("ask", "api_key"), ("data", "phi", "salt")}
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsSection(Section):
+    artifacts: Path = Path("artifacts")
+    data: Path = Path("artifacts/data")
+    index: Path = Path("artifacts/index")
+    sft: Path = Path("artifacts/sft")
+    ask: Path = Path("artifacts/ask")
+    eval: Path = Path("artifacts/eval")
+    models: Path = Path("artifacts/models")
+
+
+class PhiSection(Section):
+    enabled: bool = True
+    mode: Literal["tag", "pseudonym"] = "tag"
+    per_type: dict[str, Literal["tag", "pseudonym", "keep"]] = Field(default_factory=dict)
+    columns: dict[str, Literal["drop", "pseudonymize", "scrub"]] = Field(default_factory=dict)
+    ner: bool = False
+    salt: SecretStr | None = None
+
+
+class DataSection(Section):
+    task: Literal["report", "qa"] = "report"
+    inputs: list[str] = Field(default_factory=lambda: ["data/raw"])
+    columns: dict[str, str] = Field(default_factory=dict)
+    sheet: str | None = None
+    csv_separator: str | None = None
+    encoding: str | None = None
+    value_maps: dict[str, dict[str, str]] = Field(default_factory=dict)
+    modality_from_folder: bool = False
+    specialty_from_filename: bool = True
+    min_chars: int = Field(default=3, ge=0)
+    near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1)
+    chat_format: Literal["messages", "sharegpt", "alpaca"] = "messages"
+    seed: int = 42
+    eval_fraction: float = Field(default=0.1, ge=0, lt=1)
+    test_per_group: int = Field(default=20, ge=0)
+    group_by: Literal["specialty", "organ", "modality"] = "specialty"
+    train_fractions: dict[str, float] = Field(default_factory=dict)
+    phi: PhiSection = Field(default_factory=PhiSection)
+
+
+class PromptSection(Section):
+    variant: Literal["simple", "detailed", "cot"] = "detailed"
+    system: str | None = None
+    user_template: str | None = None
+    context: Literal["few_shot", "system"] = "few_shot"
+    json_answer: bool = True
+
+
+class IndexSection(Section):
+    embedding_model: str = "intfloat/multilingual-e5-base"
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    collection: str = "medscribe"
+    server_url: str | None = None
+    batch_size: int = Field(default=64, ge=1)
+    device: str = "auto"
+    knowledge: list[str] = Field(default_factory=list)
+    chunk_size: int = Field(default=800, ge=50)
+    chunk_overlap: int = Field(default=100, ge=0)
+    k: int = Field(default=3, ge=0)
+    threshold: float | None = None
+    siblings: int = Field(default=0, ge=0)
+    hybrid: bool = False
+    rerank_model: str | None = None
+
+
+class AskSection(Section):
+    backend: Literal["openai", "local"] = "openai"
+    base_url: str | None = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    api_key: SecretStr | None = None
+    local_model: str = "Qwen/Qwen2.5-7B-Instruct"
+    adapter: str | None = None
+    k: int | None = Field(default=None, ge=0)
+    concurrency: int = Field(default=16, ge=1)
+    timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    max_new_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=8, ge=1)
+    json_mode: Literal["auto", "schema", "prompt"] = "auto"
+    device: str = "auto"
+
+
+class SftSection(Section):
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    base_model: str = "Qwen/Qwen2.5-7B-Instruct"
+    max_seq_length: int = Field(default=2048, ge=16)
+    load_in_4bit: bool = True
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    epochs: float = Field(default=2.0, gt=0)
+    max_steps: int = -1
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=4, ge=1)
+    packing: bool = False
+    eval_steps: int = Field(default=50, ge=1)
+    early_stopping_patience: int | None = 3
+    seed: int = 42
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    rag_context: bool = False
+    rag_k: int = Field(default=1, ge=1)
+    merge: bool = False
+    report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+
+
+class EvalSection(Section):
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "exact_match", "token_f1", "bleu", "chrf", "rouge", "meteor", "edit_similarity", "bertscore",
+        ]
+    )
+    bertscore_model: str = "FacebookAI/xlm-roberta-large"
+    bertscore_num_layers: int = 17
+    bertscore_batch_size: int = 32
+    group_by: list[str] = Field(default_factory=lambda: ["specialty", "organ", "modality"])
+    prediction_column: str = "prediction"
+    reference_column: str = "reference"
+    bootstrap_samples: int = Field(default=1000, ge=10)
+    seed: int = 42
+    fail_under: dict[str, float] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """All settings. Build it with `load_settings`, which applies the precedence rules."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", nested_model_default_partial_update=True
+    )
+
+    paths: PathsSection = Field(default_factory=PathsSection)
+    data: DataSection = Field(default_factory=DataSection)
+    prompt: PromptSection = Field(default_factory=PromptSection)
+    index: IndexSection = Field(default_factory=IndexSection)
+    ask: AskSection = Field(default_factory=AskSection)
+    sft: SftSection = Field(default_factory=SftSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    @field_validator("ask", mode="after")
+    @classmethod
+    def _api_key_fallback(cls, ask: AskSection) -> AskSection:
+        # OpenAI's own variable works too, so users of an existing setup need nothing new.
+        if ask.api_key is None and os.environ.get("OPENAI_API_KEY"):
+            ask.api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        return ask
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry flags and the TOML file, already merged by load_settings (flags win there);
+        # env sits between them, so we pass the file through a context var instead of init kwargs.
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML file's values, lowest precedence above defaults (set by load_settings)."""
+
+    current: dict[str, Any] = {}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TomlSource.current)
+
+
+def resolve_config_path(config: str | Path | None) -> Path | None:
+    """The config file to read: the flag, else $MEDSCRIBE_CONFIG, else ./medscribe.toml if present.
+
+    A file named explicitly (flag or env) that does not exist is an error, never silent defaults.
+    """
+    named = config or os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise UsageError(f"{path}: config file not found")
+        return path
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: invalid TOML ({exc})") from None
+    for secret in SECRET_KEYS:
+        node: Any = data
+        for part in secret:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            key = ".".join(secret)
+            env = ENV_PREFIX + ENV_DELIMITER.join(p.upper() for p in secret)
+            raise UsageError(f"{path}: {key}: secrets come only from the environment (set {env})")
+    return data
+
+
+def env_values() -> dict[str, Any]:
+    """The settings that the environment sets, as a nested dict (used for source tracking)."""
+    return EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER)()
+
+
+def format_validation_error(exc: ValidationError, origin: str = "settings") -> str:
+    """All problems at once, one `section.key: message` line each."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or origin
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (typo?)"
+        lines.append(f"{loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(config: str | Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
+    """Build Settings with precedence flags > env > TOML > defaults; raise UsageError listing all errors."""
+    path = resolve_config_path(config)
+    file_values = read_toml(path) if path else {}
+    _TomlSource.current = file_values
+    try:
+        settings = Settings(**_drop_none(flags or {}))
+    except ValidationError as exc:
+        where = f"{path}" if path else "settings"
+        raise UsageError(f"invalid settings ({where}):\n" + format_validation_error(exc)) from None
+    finally:
+        _TomlSource.current = {}
+    settings._config_path = path  # type: ignore[attr-defined]
+    return settings
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    """Flags left unset arrive as None: they must not override lower-precedence values."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def value_sources(config: str | Path | None = None, flags: dict[str, Any] | None = None) -> dict[str, str]:
+    """Map each dotted setting key to where its value came from: default, file, env or flag."""
+    path = resolve_config_path(config)
+    layers = [
+        ("file", read_toml(path) if path else {}),
+        ("env", env_values()),
+        ("flag", _drop_none(flags or {})),
+    ]
+    sources: dict[str, str] = {}
+    for name, values in layers:
+        for key in _flatten(values):
+            sources[key] = name
+    return sources
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in d.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not _is_mapping_setting(dotted):
+            keys.extend(_flatten(value, dotted + "."))
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _is_mapping_setting(dotted: str) -> bool:
+    """Settings whose value is itself a dict (e.g. data.columns) are reported as one key."""
+    node: Any = Settings
+    for part in dotted.split("."):
+        fields = getattr(node, "model_fields", None)
+        if not fields or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        node = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if node is None:
+            return True
+    return False
