@@ -11,8 +11,11 @@ from pathlib import Path
 import typer
 
 from medscribe import __version__
+from medscribe.commands import ask as ask_cmd
 from medscribe.commands import config as config_cmd
 from medscribe.commands import doctor as doctor_cmd
+from medscribe.commands import index as index_cmd
+from medscribe.commands import model as model_cmd
 
 app = typer.Typer(
     name="medscribe",
@@ -45,4 +48,7 @@ def main(
 
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
+app.add_typer(model_cmd.app, name="model")
 # --- stage commands: one line each, `app.command("NAME")(MODULE.command)` ---
+app.command("ask")(ask_cmd.command)
+app.command("index")(index_cmd.command)

@@ -124,6 +124,15 @@ class AskSection(Section):
     batch_size: int = Field(default=8, ge=1)
     json_mode: Literal["auto", "schema", "prompt"] = "auto"
     device: str = "auto"
+    # Exponential backoff base (seconds) between retries of 429/5xx/timeouts/dropped connections;
+    # a server's Retry-After wins when it is shorter than max_backoff.
+    retry_backoff: float = Field(default=1.0, ge=0)
+    max_backoff: float = Field(default=30.0, ge=0)
+    # Batch input column mapping: medscribe field -> column in the input file (id, input, target, organ,
+    # modality, specialty). Unmapped fields are read from a column of the same name when present.
+    columns: dict[str, str] = Field(default_factory=dict)
+    # Record fields whose value must match in retrieved cases (e.g. ["organ"]); empty = no filter.
+    filter_fields: list[str] = Field(default_factory=list)
 
 
 class SftSection(Section):
@@ -153,23 +162,59 @@ class SftSection(Section):
     rag_k: int = Field(default=1, ge=1)
     merge: bool = False
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    # Run folder name under paths.sft (default: a UTC timestamp); `--resume` without it picks the newest run.
+    run_name: str | None = None
+    # Jinja chat template (text, or a path to a .jinja file) for base models whose tokenizer has none.
+    chat_template: str | None = None
+    gradient_checkpointing: bool = True
+    logging_steps: int = Field(default=10, ge=1)
+    save_total_limit: int = Field(default=2, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    # Eval rows scored every eval_steps: a bounded slice keeps evaluation cheap on big eval sets.
+    max_eval_samples: int | None = Field(default=256, ge=1)
+    merge_dtype: Literal["bf16", "fp16"] = "bf16"
+    # GGUF quantization for the merged model (e.g. "q4_k_m"); needs the unsloth backend on a CUDA GPU.
+    gguf_quantization: str | None = None
+
+
+EvalMetric = Literal[
+    "exact_match", "token_f1", "bleu", "chrf", "rouge", "meteor", "edit_similarity", "bertscore",
+    "embedding_cosine", "organ_cosine",
+]
 
 
 class EvalSection(Section):
-    metrics: list[str] = Field(
+    # Metric families to compute; JSON validity, field accuracies and retrieval recall/MRR are always
+    # computed when their columns are present (they cost nothing).
+    metrics: list[EvalMetric] = Field(
         default_factory=lambda: [
             "exact_match", "token_f1", "bleu", "chrf", "rouge", "meteor", "edit_similarity", "bertscore",
+            "embedding_cosine", "organ_cosine",
         ]
     )
     bertscore_model: str = "FacebookAI/xlm-roberta-large"
-    bertscore_num_layers: int = 17
-    bertscore_batch_size: int = 32
+    bertscore_num_layers: int = Field(default=17, ge=1)
+    bertscore_batch_size: int = Field(default=32, ge=1)
+    # Sentence-transformers model for embedding cosine and organ matching; None = index.embedding_model.
+    embedding_model: str | None = None
+    embedding_batch_size: int = Field(default=64, ge=1)
+    organ_match_threshold: float = Field(default=0.85, gt=0, le=1)
+    device: str = "auto"
+    bleu_tokenize: str = "13a"
     group_by: list[str] = Field(default_factory=lambda: ["specialty", "organ", "modality"])
+    id_column: str = "id"
     prediction_column: str = "prediction"
     reference_column: str = "reference"
+    gold_column: str = "gold_id"
+    retrieval_k: list[int] = Field(default_factory=lambda: [1, 3, 5])
+    primary_metric: str = "rougeL"
+    weakest_n: int = Field(default=3, ge=1)
+    min_group_size: int = Field(default=5, ge=1)
+    recommend_min_fraction: float = Field(default=0.5, gt=0, le=1)
     bootstrap_samples: int = Field(default=1000, ge=10)
     seed: int = 42
     fail_under: dict[str, float] = Field(default_factory=dict)
+    report_formats: list[Literal["html", "md"]] = Field(default_factory=lambda: ["html", "md"])
 
 
 class Settings(BaseSettings):
