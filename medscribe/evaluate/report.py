@@ -1,0 +1,172 @@
+"""PNG plots (matplotlib, Agg backend: no display needed) and self-contained HTML / Markdown reports that embed
+them as base64, so one file can be mailed or attached to a CI run.
+
+    from medscribe.evaluate.report import plot_groups, plot_comparison, write_html, write_markdown
+
+Reports show metrics, intervals, group tables and ids only: no input, prediction or reference text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+from medscribe.io import atomic_path, atomic_write_text
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return target
+
+
+def plot_groups(tables: dict[str, list[dict]], field: str, metric: str, target: Path) -> Path | None:
+    """Grouped bars: `metric` per group of `field`, one bar per run. `tables`: run name -> group rows."""
+    plt = _pyplot()
+    groups = sorted({row["group"] for rows in tables.values() for row in rows})
+    if not groups:
+        return None
+    width = 0.8 / max(1, len(tables))
+    fig, ax = plt.subplots(figsize=(min(18, max(6, 0.6 * len(groups) * max(1, len(tables)) + 2)), 4.5))
+    for i, (run, rows) in enumerate(tables.items()):
+        by_group = {row["group"]: row.get(metric) for row in rows}
+        heights = [by_group.get(g) if by_group.get(g) is not None else 0.0 for g in groups]
+        ax.bar([x + i * width for x in range(len(groups))], heights, width=width, label=run)
+    ax.set_xticks([x + width * (len(tables) - 1) / 2 for x in range(len(groups))])
+    ax.set_xticklabels(groups, rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{metric} by {field}")
+    if len(tables) > 1:
+        ax.legend()
+    return _save(fig, target)
+
+
+def plot_comparison(aggregates: dict[str, dict[str, float]], ci: dict[str, dict], metrics: list[str], target: Path):
+    """Bars per metric, one per run, with bootstrap 95% intervals as error bars."""
+    plt = _pyplot()
+    metrics = [m for m in metrics if any(m in agg and agg[m] is not None for agg in aggregates.values())]
+    if not metrics:
+        return None
+    width = 0.8 / max(1, len(aggregates))
+    fig, ax = plt.subplots(figsize=(min(18, max(6, 0.45 * len(metrics) * len(aggregates) + 2)), 5))
+    for i, (run, agg) in enumerate(aggregates.items()):
+        values = [agg.get(m) if agg.get(m) is not None else 0.0 for m in metrics]
+        low = [max(0.0, v - ci.get(run, {}).get(m, (v, v))[0]) for v, m in zip(values, metrics, strict=False)]
+        high = [max(0.0, ci.get(run, {}).get(m, (v, v))[1] - v) for v, m in zip(values, metrics, strict=False)]
+        low = [0.0 if math.isnan(x) else x for x in low]
+        high = [0.0 if math.isnan(x) else x for x in high]
+        ax.bar([x + i * width for x in range(len(metrics))], values, width=width, yerr=[low, high], capsize=3,
+               label=run)
+    ax.set_xticks([x + width * (len(aggregates) - 1) / 2 for x in range(len(metrics))])
+    ax.set_xticklabels(metrics, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("metrics (bars: bootstrap 95% CI)")
+    ax.legend()
+    return _save(fig, target)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
+    """(title, header, rows) of every table in the report, shared by HTML and Markdown."""
+    runs = list(report["runs"])
+    sections = []
+    header = ["metric", *runs]
+    base = runs[0]
+    for run in runs[1:]:
+        header += [f"Δ {run} − {base}", "95% CI", "p"]
+    rows = []
+    for metric in report["metric_order"]:
+        row = [metric]
+        for run in runs:
+            value = report["runs"][run]["metrics"].get(metric)
+            low, high = report["runs"][run]["ci95"].get(metric, (None, None))
+            row.append(_fmt(value) + (f" [{_fmt(low)}, {_fmt(high)}]" if low is not None else ""))
+        for run in runs[1:]:
+            d = report.get("comparison", {}).get(run, {}).get(metric)
+            row += [_fmt(d["delta"]), f"[{_fmt(d['low'])}, {_fmt(d['high'])}]", _fmt(d["p_value"])] if d else ["–"] * 3
+        rows.append(row)
+    sections.append(("Metrics (0..1; bootstrap 95% CI)", header, rows))
+    last = runs[-1]
+    for field, table in report["runs"][last]["groups"].items():
+        metric = report["primary_metric"]
+        sections.append((
+            f"{last}: {metric} by {field}", ["group", "n", metric],
+            [[row["group"], row["n"], _fmt(row.get(metric))] for row in table],
+        ))
+    weakest = report["runs"][last].get("weakest", {})
+    for field, rows in weakest.items():
+        sections.append((
+            f"{last}: weakest {field} groups", ["group", "n", report["primary_metric"]],
+            [[row["group"], row["n"], _fmt(row.get(report["primary_metric"]))] for row in rows],
+        ))
+    rec = report.get("recommendations") or {}
+    if rec.get("groups"):
+        sections.append((
+            "Recommended data.train_fractions for the next round", ["specialty", "n", "fraction", "why"],
+            [[g["group"], g["n"], _fmt(g["fraction"]), g["reason"]] for g in rec["groups"]],
+        ))
+    return sections
+
+
+def write_html(report: dict, plots: list[Path], target: Path) -> Path:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>medscribe eval</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}</style></head><body>",
+        f"<h1>medscribe eval: {html.escape(report['name'])}</h1>",
+        "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in _notes(report)) + "</ul>",
+    ]
+    for title, header, rows in _sections(report):
+        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>")
+        parts += [f"<th>{html.escape(str(h))}</th>" for h in header]
+        parts.append("</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    for png in plots:
+        parts.append(f"<h2>{html.escape(png.stem)}</h2><img alt='{html.escape(png.stem)}' src='{_data_uri(png)}'>")
+    parts.append("</body></html>\n")
+    return atomic_write_text(target, "".join(parts))
+
+
+def write_markdown(report: dict, plots: list[Path], target: Path) -> Path:
+    lines = [f"# medscribe eval: {report['name']}", "", *[f"- {note}" for note in _notes(report)], ""]
+    for title, header, rows in _sections(report):
+        lines += [f"## {title}", "", "| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    for png in plots:
+        lines += [f"## {png.stem}", "", f"![{png.stem}]({_data_uri(png)})", ""]
+    return atomic_write_text(target, "\n".join(lines))
+
+
+def _notes(report: dict) -> list[str]:
+    notes = [f"{report['bootstrap']['samples']} paired bootstrap resamples, seed {report['bootstrap']['seed']}."]
+    notes += [f"{name}: {sig}" for name, sig in report.get("signatures", {}).items()]
+    notes += [f"{name}: {text}" for name, text in report.get("variants", {}).items()]
+    notes += [f"skipped {name}: {why}" for name, why in report.get("skipped", {}).items()]
+    return notes

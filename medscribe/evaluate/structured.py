@@ -1,0 +1,95 @@
+"""Metrics of the structured (JSON) answers and of retrieval, per row as numpy arrays (NaN = not applicable).
+
+    from medscribe.evaluate.structured import json_validity, field_accuracy, organ_cosine, retrieval_metrics
+    json_validity(run)            # {"json_valid": array of 0/1}
+    field_accuracy(run)           # {"has_finding_acc": ..., "organ_acc": ..., "modality_acc": ...}
+    retrieval_metrics(run, [1, 3, 5])   # {"recall@1": ..., "recall@3": ..., "mrr": ...}
+
+A row counts only where the reference is known; a missing or unparsable predicted field then counts as wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medscribe.evaluate.loading import RunData, _as_bool
+from medscribe.evaluate.metrics import normalize_text
+
+NAN = float("nan")
+
+
+def json_validity(run: RunData) -> dict[str, np.ndarray]:
+    if all(ok is None for ok in run.parse_ok):
+        return {}
+    return {"json_valid": np.array([NAN if ok is None else float(ok) for ok in run.parse_ok], dtype=np.float64)}
+
+
+def _predicted(parsed: dict | None, field_name: str) -> Any:
+    return parsed.get(field_name) if isinstance(parsed, dict) else None
+
+
+def field_accuracy(run: RunData) -> dict[str, np.ndarray]:
+    """Accuracy of has_finding / organ / modality in the parsed answer against the reference fields."""
+    out: dict[str, np.ndarray] = {}
+    if all(p is None for p in run.parsed):
+        return out
+    for field_name, references in run.ref_fields.items():
+        if all(ref is None for ref in references):
+            continue
+        if field_name != "organ" and not any(isinstance(p, dict) and field_name in p for p in run.parsed):
+            # The answer schema of this run has no such field (e.g. a prompt without modality): nothing to score.
+            continue
+        values = []
+        for ref, parsed in zip(references, run.parsed, strict=False):
+            if ref is None:
+                values.append(NAN)
+                continue
+            pred = _predicted(parsed, field_name)
+            if field_name == "has_finding":
+                values.append(float(_as_bool(pred) is ref))
+            else:
+                values.append(float(pred is not None and normalize_text(str(pred)) == normalize_text(str(ref))))
+        out[f"{field_name}_acc"] = np.array(values, dtype=np.float64)
+    return out
+
+
+def organ_cosine(run: RunData, embedder, threshold: float) -> dict[str, np.ndarray]:
+    """Cosine between predicted and reference organ names ('печень' vs 'печени' match here, not exactly)."""
+    references = run.ref_fields.get("organ") or []
+    predicted = [_predicted(parsed, "organ") for parsed in run.parsed]
+    rows = [
+        i for i, ref in enumerate(references)
+        if ref is not None and isinstance(predicted[i], str) and predicted[i].strip()
+    ]
+    known = [i for i, ref in enumerate(references) if ref is not None]
+    if not known or all(p is None for p in run.parsed):
+        return {}
+    cos = np.full(len(run), NAN)
+    for i in known:  # reference known but no predicted organ: as far from a match as it gets
+        cos[i] = 0.0
+    if rows:
+        left = [predicted[i].strip() for i in rows]
+        right = [str(references[i]).strip() for i in rows]
+        cos[rows] = embedder.pair_cosine(left, right)
+    match = np.where(np.isnan(cos), NAN, (cos >= threshold).astype(np.float64))
+    return {"organ_cosine": cos, "organ_match": match}
+
+
+def retrieval_metrics(run: RunData, ks: list[int]) -> dict[str, np.ndarray]:
+    """recall@k (gold case among the first k retrieved ids) and reciprocal rank, where the gold id is known."""
+    rows = [i for i, gold in enumerate(run.gold_ids) if gold is not None and run.retrieved_ids[i] is not None]
+    if not rows:
+        return {}
+    ranks = np.full(len(run), NAN)  # 1-based rank of the gold id; inf when not retrieved
+    for i in rows:
+        retrieved = run.retrieved_ids[i] or []
+        ranks[i] = retrieved.index(run.gold_ids[i]) + 1 if run.gold_ids[i] in retrieved else np.inf
+    out: dict[str, np.ndarray] = {}
+    valid = ~np.isnan(ranks)
+    for k in sorted(set(ks)):
+        out[f"recall@{k}"] = np.where(valid, (ranks <= k).astype(np.float64), NAN)
+    with np.errstate(divide="ignore"):
+        out["mrr"] = np.where(valid, 1.0 / ranks, NAN)
+    return out
