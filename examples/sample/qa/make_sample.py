@@ -34,7 +34,7 @@ def main(src: str) -> None:
         rng.shuffle(rows)
         for row in rows[:30]:
             out.append({
-                "id": "mq-" + row["id"], "question": row["question"], "answer": row["answer"],
+                "id": f"mq-{source}-{row['id']}", "question": row["question"], "answer": row["answer"],
                 "specialty": SPECIALTY[source], "source": source, "qtype": row["qtype"], "focus": row["focus"],
                 "url": row["url"],
             })

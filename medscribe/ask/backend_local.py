@@ -1,0 +1,148 @@
+"""Local backend: a transformers causal LM (+ optional PEFT adapter from `medscribe sft`), batched generation.
+
+    backend = LocalBackend(settings.ask)            # ask.local_model, ask.adapter, ask.device, ask.batch_size
+    backend.generate([Request(messages, "report"), ...], on_done=lambda i, gen: ...)
+
+Prompts are rendered with the model's own chat template (`add_generation_prompt=True`), left-padded and
+generated `ask.batch_size` at a time, greedy unless `ask.temperature > 0`. Requests are sorted by prompt
+length before batching so a batch pads as little as possible; results are reported under their original
+index. The latency of a row is its batch's wall time (they finish together).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from medscribe.ask.generation import Generation, OnDone, Request, one_line
+from medscribe.errors import RuntimeFailure, UsageError
+
+
+def check_adapter(adapter: str | None) -> Path | None:
+    """An adapter must be a folder with adapter_config.json (what `medscribe sft` writes)."""
+    if not adapter:
+        return None
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise UsageError(f"{path}: --adapter must be a folder with adapter_config.json (the output of sft)")
+    return path
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, ask: Any):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.ask = ask
+        self.model_name = ask.local_model
+        self.adapter = check_adapter(ask.adapter)
+        self.device = resolve_device(ask.device)
+        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else None
+        dtype = dtype or (torch.float16 if self.device in ("cuda", "mps") else torch.float32)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype)
+        except OSError as exc:
+            raise UsageError(f"ask.local_model: cannot load {self.model_name!r} ({one_line(exc, 200)})") from None
+        if self.adapter is not None:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, str(self.adapter))
+            except Exception as exc:
+                raise RuntimeFailure(f"{self.adapter}: cannot apply adapter ({one_line(exc, 200)})") from None
+        self.model = model.to(self.device).eval()
+        # Left padding: generation continues from the last real token of every row in the batch.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UsageError(f"ask.local_model: {self.model_name!r} has no chat template")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "adapter": str(self.adapter) if self.adapter else None,
+            "device": self.device,
+        }
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, requests: list[Request], on_done: OnDone) -> None:
+        texts = [self.render(req.messages) for req in requests]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        size = self.ask.batch_size
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            try:
+                generations = self._generate_batch([texts[i] for i in batch])
+            except Exception as exc:  # e.g. CUDA OOM: these rows fail, are recorded and retried on rerun
+                generations = [Generation(error=one_line(f"{type(exc).__name__}: {exc}")) for _ in batch]
+            for i, generation in zip(batch, generations, strict=True):
+                on_done(i, generation)
+
+    def _generate_batch(self, texts: list[str]) -> list[Generation]:
+        import torch
+
+        started = time.monotonic()
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sample = self.ask.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.ask.max_new_tokens,
+            "do_sample": sample,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sample:
+            kwargs["temperature"] = self.ask.temperature
+        else:  # silence "temperature is set but do_sample=False" from models shipping sampling defaults
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        elapsed = time.monotonic() - started
+        eos_ids = self._stop_ids()
+        generations = []
+        for row, prompt_mask in zip(new_tokens, enc["attention_mask"], strict=True):
+            ids = row.tolist()
+            completion = len(ids)
+            for pos, tok in enumerate(ids):
+                if tok in eos_ids:
+                    completion = pos + 1
+                    break
+            raw = self.tokenizer.decode(ids[:completion], skip_special_tokens=True)
+            generations.append(
+                Generation(
+                    raw=raw.strip(),
+                    latency_s=elapsed,
+                    prompt_tokens=int(prompt_mask.sum()),
+                    completion_tokens=completion,
+                )
+            )
+        return generations
+
+    def _stop_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        if self.tokenizer.pad_token_id is not None:
+            ids.add(self.tokenizer.pad_token_id)
+        return ids

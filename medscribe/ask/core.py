@@ -1,0 +1,146 @@
+"""The pieces single and batch asking share: retrieval, the prompt, the backend, the result row.
+
+    from medscribe.ask import ask_one
+    row = ask_one(settings, "Очаг 5 мм в белом веществе", organ="головной мозг", modality="МРТ")
+    row["prediction"], row["retrieved_ids"]
+
+The retriever and the backend are arguments (dependency injection): tests pass fakes, the CLI passes
+None and gets the real ones. With k=0 (`--no-rag`) the index is never opened.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from medscribe.ask.answers import parse_answer
+from medscribe.ask.generation import Generation, Request
+from medscribe.errors import RuntimeFailure, UsageError
+from medscribe.schemas import Hit
+
+RESULT_FIELDS = (
+    "id", "task", "input", "reference", "prediction", "raw", "parsed", "parse_ok", "specialty", "organ",
+    "modality", "retrieved_ids", "retrieved_scores", "error", "latency_s", "prompt_tokens", "completion_tokens",
+)
+
+
+def effective_k(settings: Any) -> int:
+    """ask.k when set (`--k`, `--no-rag` = 0), else the index's default k."""
+    return settings.ask.k if settings.ask.k is not None else settings.index.k
+
+
+def open_retriever(settings: Any) -> Any | None:
+    if effective_k(settings) == 0:
+        return None
+    try:
+        from medscribe.index import Retriever
+    except ImportError:
+        raise RuntimeFailure("retrieval needs the index stage (medscribe.index), not installed; use --no-rag") from None
+    return Retriever.open(settings)
+
+
+def make_backend(settings: Any) -> Any:
+    backend = settings.ask.backend
+    if backend == "openai":
+        if settings.ask.adapter:
+            raise UsageError(
+                "--adapter applies to the local backend; to serve an adapter with vLLM start it with "
+                "--lora-modules NAME=PATH and pass --model NAME"
+            )
+        from medscribe.ask.backend_openai import OpenAIBackend
+
+        return OpenAIBackend(settings.ask)
+    if backend == "local":
+        from medscribe.ask.backend_local import LocalBackend
+
+        return LocalBackend(settings.ask)
+    raise UsageError(f"ask.backend: unknown backend {backend!r} (use openai or local)")  # pragma: no cover
+
+
+def retrieve(retriever: Any, records: list[dict[str, Any]], k: int, filter_fields: list[str]) -> list[list[Hit]]:
+    """Top-k hits per record, batched; a record never retrieves itself (its id is excluded)."""
+    if retriever is None or k == 0 or not records:
+        return [[] for _ in records]
+    # search_many takes one filter for all its queries, so records are grouped by their filter values.
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[tuple((f, record.get(f)) for f in filter_fields if record.get(f))].append(i)
+    hits: list[list[Hit]] = [[] for _ in records]
+    for key, indices in groups.items():
+        found = retriever.search_many(
+            [records[i]["input"] for i in indices],
+            k=k,
+            filters=dict(key) or None,
+            exclude_ids=[{records[i]["id"]} if records[i].get("id") else set() for i in indices],
+        )
+        for i, row_hits in zip(indices, found, strict=True):
+            hits[i] = list(row_hits)[:k]
+    return hits
+
+
+def build_request(record: dict[str, Any], hits: list[Hit], settings: Any) -> Request:
+    from medscribe.prompts import build_messages
+
+    task = record.get("task") or settings.data.task
+    return Request(messages=build_messages(record, task, settings.prompt, context=hits), task=task)
+
+
+def result_row(record: dict[str, Any], hits: list[Hit], generation: Generation, task: str) -> dict[str, Any]:
+    """One results.jsonl row (the contract eval reads)."""
+    failed = generation.error is not None
+    parsed = None if failed else parse_answer(generation.raw, task)
+    return {
+        "id": record.get("id"),
+        "task": task,
+        "input": record["input"],
+        "reference": record.get("target"),
+        "prediction": None if failed else parsed.prediction,
+        "raw": generation.raw,
+        "parsed": None if failed else parsed.parsed,
+        "parse_ok": False if failed else parsed.ok,
+        "specialty": record.get("specialty"),
+        "organ": record.get("organ"),
+        "modality": record.get("modality"),
+        "retrieved_ids": [h.id for h in hits],
+        "retrieved_scores": [round(float(h.score), 6) for h in hits],
+        "error": generation.error,
+        "latency_s": round(generation.latency_s, 4),
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        # Not part of the eval contract; the log has the same, kept here for a quick look.
+        "parse_error": None if failed or parsed.ok else parsed.reason,
+        "repaired": False if failed else parsed.repaired,
+    }
+
+
+def ask_one(
+    settings: Any,
+    text: str,
+    *,
+    organ: str | None = None,
+    modality: str | None = None,
+    specialty: str | None = None,
+    task: str | None = None,
+    retriever: Any = None,
+    backend: Any = None,
+) -> dict[str, Any]:
+    """Answer one finding/question: retrieve, prompt, generate, parse. Returns a results row (+ hits)."""
+    if not text or not text.strip():
+        raise UsageError("ask: the text to answer is empty")
+    task = task or settings.data.task
+    record = {"id": None, "input": text.strip(), "organ": organ, "modality": modality, "specialty": specialty}
+    record["task"] = task
+    k = effective_k(settings)
+    if retriever is None and k > 0:
+        retriever = open_retriever(settings)
+    hits = retrieve(retriever, [record], k, settings.ask.filter_fields)[0]
+    request = build_request(record, hits, settings)
+    backend = backend or make_backend(settings)
+    generations: list[Generation] = []
+    backend.generate([request], lambda _i, gen: generations.append(gen))
+    row = result_row(record, hits, generations[0], task)
+    row["hits"] = [h.model_dump() for h in hits]
+    row["messages"] = request.messages
+    if row["error"]:
+        raise RuntimeFailure(f"ask: {row['error']}")
+    return row

@@ -1,0 +1,108 @@
+"""Batch input for `medscribe ask --input FILE`: CSV or JSONL rows mapped to ask records.
+
+    rows = read_inputs("artifacts/data/test.jsonl", columns={}, task="report")
+
+Fields: id, input, target, organ, modality, specialty (and task, when a JSONL row carries one). Each is read
+from `columns[field]` when mapped (`ask.columns` or `--column field=COLUMN`), else from a column of the same
+name. The data stage's test.jsonl works as is. CSV: UTF-8 (with or without BOM), falling back to cp1251;
+the separator (`;`, `,`, tab) is sniffed. Problems are UsageErrors naming file, row and field, never the
+row's content (it may hold PHI).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from medscribe.errors import UsageError
+
+FIELDS = ("id", "input", "target", "organ", "modality", "specialty")
+
+
+def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1251"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - cp1251 decodes almost anything
+        raise UsageError(f"{path}: cannot decode as UTF-8 or cp1251")
+    first_line = text.split("\n", 1)[0]
+    delimiter = max([";", ",", "\t"], key=first_line.count)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    return [(i, dict(row)) for i, row in enumerate(reader, start=2)], list(reader.fieldnames or [])
+
+
+def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    keys: set[str] = set()
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            rows.append((lineno, obj))
+            keys.update(obj)
+    return rows, sorted(keys)
+
+
+def read_inputs(path: str | Path, columns: dict[str, str], task: str) -> tuple[list[dict[str, Any]], bool]:
+    """Rows as dicts with FIELDS (+ task); returns (rows, ids_from_row_numbers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: input file not found")
+    unknown = sorted(set(columns) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"ask.columns: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows, available = _read_jsonl(path)
+        where = "line"
+    elif suffix in (".csv", ".tsv", ".txt"):
+        rows, available = _read_csv(path)
+        where = "row"
+    else:
+        raise UsageError(f"{path}: unsupported input format {suffix or '(none)'} (use .csv or .jsonl)")
+    if not rows:
+        raise UsageError(f"{path}: no rows")
+    source = {field: columns.get(field, field) for field in FIELDS}
+    input_col = source["input"]
+    if input_col not in available:
+        raise UsageError(f"{path}: missing input column {input_col!r} (map it with --column input=NAME)")
+    for field, column in columns.items():
+        if column not in available:
+            raise UsageError(f"{path}: missing column {column!r} mapped to {field}")
+    ids_from_rows = source["id"] not in available
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for number, raw in rows:
+        row: dict[str, Any] = {}
+        for field, column in source.items():
+            value = raw.get(column)
+            if value is not None and not isinstance(value, str):
+                value = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+            row[field] = value.strip() if isinstance(value, str) and value.strip() else None
+        row["task"] = raw.get("task") if raw.get("task") in ("report", "qa") else task
+        if ids_from_rows:
+            row["id"] = f"row-{number}"
+        if not row["id"]:
+            raise UsageError(f"{path}:{where} {number}: field 'id' ({source['id']}) is empty")
+        if not row["input"]:
+            raise UsageError(f"{path}:{where} {number}: field 'input' ({input_col}) is empty")
+        if row["id"] in seen:
+            # The id value itself is not printed: an export's ID column may be a patient number.
+            raise UsageError(f"{path}:{where} {number}: duplicate id (first at {where} {seen[row['id']]})")
+        seen[row["id"]] = number
+        out.append(row)
+    return out, ids_from_rows

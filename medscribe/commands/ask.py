@@ -1,0 +1,102 @@
+"""`medscribe ask`: retrieval-augmented answers, one text or a whole file. Run `medscribe ask --help`.
+
+Thin: parses flags, loads settings, calls `medscribe.ask.ask_one` or `medscribe.ask.run_batch`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from medscribe.commands._common import console, err_console, handle_errors, load_settings, setup_logging
+
+
+def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    from medscribe.errors import UsageError
+
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise UsageError(f"--column: expected FIELD=COLUMN, got {pair!r}")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+@handle_errors
+def command(
+    ctx: typer.Context,
+    text: str | None = typer.Argument(None, help="A finding (report task) or a question (qa task)."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="Batch: a CSV or JSONL file (e.g. test.jsonl)."),
+    run: str | None = typer.Option(None, "--run", help="Batch run name (default: backend-model-adapter-rag)."),
+    task: str | None = typer.Option(None, "--task", help="report or qa (default: data.task)."),
+    organ: str | None = typer.Option(None, "--organ", help="Organ, for the report task."),
+    modality: str | None = typer.Option(None, "--modality", help="Modality (CT, МРТ, ...), for the report task."),
+    specialty: str | None = typer.Option(None, "--specialty", help="Specialty, for the qa task."),
+    backend: str | None = typer.Option(None, "--backend", help="openai or local."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (.../v1)."),
+    model: str | None = typer.Option(None, "--model", help="Model name on the server (openai backend)."),
+    local_model: str | None = typer.Option(None, "--local-model", help="HF folder or hub id (local backend)."),
+    adapter: str | None = typer.Option(None, "--adapter", help="PEFT adapter folder (output of sft)."),
+    no_adapter: bool = typer.Option(False, "--no-adapter", help="Ignore a configured adapter (baseline)."),
+    k: int | None = typer.Option(None, "--k", min=0, help="Retrieved cases per prompt (default: index.k)."),
+    no_rag: bool = typer.Option(False, "--no-rag", help="No retrieval (k=0); the index is not opened."),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Requests in flight (openai)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Generation batch (local)."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1),
+    temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="0 = greedy."),
+    json_mode: str | None = typer.Option(None, "--json-mode", help="auto, schema or prompt (openai)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per request (openai)."),
+    max_retries: int | None = typer.Option(None, "--max-retries", min=0),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1 (local)."),
+    column: list[str] | None = typer.Option(None, "--column", help="FIELD=COLUMN mapping for --input; repeat."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N input rows."),
+    as_json: bool = typer.Option(False, "--json", help="Single: print the result row as JSON."),
+) -> None:
+    """Answer a finding/question with retrieved similar cases, or a whole file (--input) into a resumable run."""
+    from medscribe.errors import UsageError
+
+    setup_logging(ctx)
+    if (text is None) == (input is None):
+        raise UsageError("ask: give either TEXT or --input FILE (not both)")
+    if adapter and no_adapter:
+        raise UsageError("ask: --adapter and --no-adapter exclude each other")
+    if no_rag and k not in (None, 0):
+        raise UsageError("ask: --no-rag and --k exclude each other")
+    ask_flags = {
+        "backend": backend, "base_url": base_url, "model": model, "local_model": local_model,
+        "adapter": adapter, "k": 0 if no_rag else k, "concurrency": concurrency, "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens, "temperature": temperature, "json_mode": json_mode,
+        "timeout": timeout, "max_retries": max_retries, "device": device, "columns": _column_map(column),
+    }
+    settings = load_settings(ctx, {"ask": ask_flags, "data": {"task": task}})
+    if no_adapter:
+        settings.ask.adapter = None
+
+    if input is None:
+        from medscribe.ask import ask_one
+        from medscribe.ask.render import answer_panel
+
+        row = ask_one(settings, text or "", organ=organ, modality=modality, specialty=specialty)
+        if as_json:
+            typer.echo(json.dumps({k: v for k, v in row.items() if k != "messages"}, ensure_ascii=False))
+        else:
+            console.print(answer_panel(row))
+        return
+
+    if organ or modality or specialty:
+        raise UsageError("ask: --organ/--modality/--specialty are for a single TEXT; map file columns with --column")
+    from medscribe.ask import run_batch
+    from medscribe.ask.render import summary_table
+
+    summary = run_batch(settings, input, run=run, limit=limit, console=err_console)
+    console.print(summary_table(summary))
+    if summary["failures"]:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {summary['failures']} row(s) failed "
+            f"({'; '.join(summary['errors'][:2])}); rerun the same command to retry them"
+        )

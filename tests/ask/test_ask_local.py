@@ -1,0 +1,78 @@
+"""The local backend on the tiny test model (tests/kit.py), with and without a PEFT adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ask_helpers import QA_ROWS, REPORT_ROWS, read_results, write_jsonl
+
+from medscribe.ask import ask_one, run_batch
+from medscribe.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter as sft saves it; random (not zero) B weights so it really changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    out = tmp_path_factory.mktemp("adapter")
+    get_peft_model(model, config).save_pretrained(out)
+    return out
+
+
+def local(make_settings, tiny_model_dir, **ask):
+    return make_settings(backend="local", local_model=str(tiny_model_dir), max_new_tokens=12, device="cpu", **ask)
+
+
+def test_single_report_local_with_retrieval(make_settings, tiny_model_dir, fake_retriever):
+    settings = local(make_settings, tiny_model_dir, k=1)
+    row = ask_one(settings, "Очаг 5 мм", organ="головной мозг", retriever=fake_retriever)
+    assert row["error"] is None and row["retrieved_ids"] == ["case-0"]
+    assert 0 < row["completion_tokens"] <= 12 and row["prompt_tokens"] > 10
+    # a random tiny model writes no valid JSON: recorded, raw text kept as the prediction
+    if not row["parse_ok"]:
+        assert row["prediction"] == row["raw"].strip() and row["parse_error"]
+
+
+def test_batch_qa_local_base_vs_adapter(tmp_path, make_settings, tiny_model_dir, adapter_dir):
+    path = write_jsonl(tmp_path / "in.jsonl", QA_ROWS + [{"id": "q3", "input": "Что такое анемия?"}])
+    base = run_batch(local(make_settings, tiny_model_dir, k=0, batch_size=2), path)
+    tuned = run_batch(local(make_settings, tiny_model_dir, k=0, batch_size=2, adapter=str(adapter_dir)), path)
+    assert base["run"] == f"local-{tiny_model_dir.name}-base-norag"
+    assert tuned["run"] == f"local-{tiny_model_dir.name}-{adapter_dir.name}-norag"
+    assert base["adapter"] is None and tuned["adapter"] == str(adapter_dir)
+    assert base["answered"] == tuned["answered"] == 3 and base["tokens_per_s"] > 0
+    base_rows = read_results(Path(base["run_dir"]))
+    tuned_rows = read_results(Path(tuned["run_dir"]))
+    assert [r["id"] for r in base_rows] == ["q1", "q2", "q3"]  # input order, although batched by length
+    assert [r["raw"] for r in base_rows] != [r["raw"] for r in tuned_rows]
+
+
+def test_batching_does_not_change_greedy_answers(tmp_path, make_settings, tiny_model_dir):
+    path = write_jsonl(tmp_path / "in.jsonl", REPORT_ROWS)
+    one = run_batch(local(make_settings, tiny_model_dir, k=0, batch_size=1), path, run="one")
+    many = run_batch(local(make_settings, tiny_model_dir, k=0, batch_size=3), path, run="many")
+    raw_one = [r["raw"] for r in read_results(Path(one["run_dir"]))]
+    raw_many = [r["raw"] for r in read_results(Path(many["run_dir"]))]
+    assert raw_one == raw_many  # left padding + attention mask: padding does not leak into answers
+
+
+def test_bad_adapter_is_a_usage_error(tmp_path, make_settings, tiny_model_dir):
+    settings = local(make_settings, tiny_model_dir, k=0, adapter=str(tmp_path))
+    with pytest.raises(UsageError, match="adapter_config.json"):
+        ask_one(settings, "x")
+
+
+@pytest.mark.gpu
+def test_local_backend_on_cuda(tmp_path, make_settings, tiny_model_dir, adapter_dir):
+    path = write_jsonl(tmp_path / "in.jsonl", REPORT_ROWS)
+    settings = make_settings(backend="local", local_model=str(tiny_model_dir), max_new_tokens=8, device="auto",
+                             k=0, batch_size=2, adapter=str(adapter_dir))
+    summary = run_batch(settings, path, run="gpu")
+    assert summary["device"] == "cuda" and summary["answered"] == 3
