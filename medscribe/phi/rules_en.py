@@ -1,0 +1,242 @@
+"""English PHI rules: person names, textual dates, street addresses, hospitals and organizations.
+
+Names are found by context (titles `Dr.`/`Mrs.`, credentials `, MD`, words such as `patient`, `seen by`,
+`spoke with`, relatives), by a first-name lexicon followed by a capitalized word, and by runs of two or more
+capitalized words in mid-sentence that are not known clinical terms or eponyms (`Parkinson's`, `Down
+syndrome`, `Hodgkin lymphoma` stay).
+
+    from medscribe.phi.rules_en import find_names_en
+    list(find_names_en("Seen by Dr. Alan Whitfield on rounds."))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+Span = tuple[int, int, str]
+
+_CAP = r"(?:[A-Z]['’]|Ma?c)?[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
+_PARTICLE = r"(?:(?:van|von|der|den|de|del|della|da|di|du|la|le|ter|ten|bin|ibn|al)\s+){0,2}"
+_CAP_OR_INITIAL = rf"(?:{_CAP}|[A-Z]\.)"
+_NAME_TAIL = rf"(?:\s*{_CAP_OR_INITIAL}){{0,1}}(?:\s+{_PARTICLE}{_CAP}){{0,2}}"
+TITLE_RE = re.compile(
+    rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Mx|Sr|Sister|Nurse|Doctor)\.?\s+({_CAP_OR_INITIAL}{_NAME_TAIL})"
+)
+CREDENTIAL_RE = re.compile(rf"\b({_CAP_OR_INITIAL}{_NAME_TAIL}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PhD|MBBS|FRCR)\b")
+PERSON_CONTEXT_RE = re.compile(
+    r"\b(?i:patient(?: name)?|pt\.?|name|seen by|signed by|dictated by|reported by|reviewed by|read by|"
+    r"verified by|transcribed by|attending(?: physician)?|referring(?: physician| doctor)?|referred by|"
+    r"discussed with|spoke with|spoken to|informed|contacted|called|per|cc|wife|husband|son|daughter|mother|"
+    r"father|sister|brother|partner|guardian|caregiver|friend|neighbor|nurse|physician|surgeon|radiologist|"
+    r"technologist|resident|fellow|electronically signed by|interpreted by|ordered by|provider|PCP)\s*[:,]?\s+"
+    rf"({_CAP_OR_INITIAL}{_NAME_TAIL})",
+)
+LAST_FIRST_RE = re.compile(
+    rf"\b(?i:name|patient|pt|client|resident|re)\s*:\s*({_CAP}(?:\s+{_PARTICLE}{_CAP})?,\s+{_CAP}(?:\s+[A-Z]\.)?)"
+)
+INITIAL_SURNAME_RE = re.compile(rf"(?<![\w./])[A-Z]\.\s?(?:[A-Z]\.\s?)?{_PARTICLE}{_CAP}(?:\s+{_PARTICLE}{_CAP})?")
+CAP_RUN_RE = re.compile(rf"(?<![\w'’.-])({_CAP})((?:\s+(?:[A-Z]\.\s+)?{_PARTICLE}{_CAP}){{1,2}})(?![\w])")
+SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;\n]\s*|[\n•·*-]\s*|\d[.)]\s*|[\"“(]\s*)$")
+
+# Eponyms and capitalized clinical words that are not people.
+EPONYMS_EN = frozenset(
+    """dr mr mrs ms miss prof md parkinson parkinson's parkinsonian hodgkin hodgkin's down crohn crohn's alzheimer
+    alzheimer's cushing
+    cushing's addison addison's graves graves' hashimoto hashimoto's baker baker's schmorl schmorl's bartholin
+    virchow virchow's wilson wilson's conn conn's paget paget's raynaud raynaud's sjogren sjögren sjogren's barrett
+    barrett's meckel meckel's kerley seldinger mantoux babinski kernig brudzinski menetrier fallopian eustachian
+    douglas willis glisson lisfranc chopart achilles poupart kawasaki goodpasture wegener marfan ehlers danlos
+    turner klinefelter edwards patau apgar gleason hounsfield doppler valsalva wells rankin bosniak fisher spetzler
+    garden weber neer waldeyer hartmann billroth roux willebrand dupuytren stewart leriche morgagni hirschsprung
+    colles smith monteggia barton bennett hill sachs gaucher tay lyme epstein barr celsius kelvin roentgen
+    wassermann gram ziehl neelsen bi-rads ti-rads li-rads pi-rads lung-rads tnm who tanner murphy murphy's
+    mcburney mcburney's bell bell's horner horner's guillain barré barre kaposi kaposi's ewing ewing's wilms
+    burkitt burkitt's hurthle hürthle bochdalek morgagni's zenker zenker's mallory weiss boerhaave osgood
+    schlatter legg calve perthes kienbock kienböck scheuermann scheuermann's salter harris segond hill-sachs
+    bankart jefferson hangman chance smith's colles' galeazzi essex lopresti maisonneuve tillaux pilon jones
+    lisfranc's budd chiari arnold dandy walker sturge weber's von hippel lindau recklinghausen tourette
+    huntington huntington's lou gehrig gehrig's creutzfeldt jakob korsakoff wernicke broca broca's sylvian
+    rolandic monro luschka magendie galen galen's""".split()
+)
+CAPITALIZED_NON_NAMES = frozenset(
+    """the a an this that these those there his her their its on in at of for with and or but no not none
+    left right bilateral anterior posterior medial lateral superior inferior upper lower mild moderate severe
+    normal abnormal impression findings finding history indication technique comparison conclusion clinical
+    exam examination ct mri pet us x-ray chest abdomen pelvis head neck brain spine liver kidney kidneys lung lungs
+    heart aorta thyroid breast prostate uterus ovary ovaries bladder pancreas spleen gallbladder bowel colon
+    emergency department intensive care unit internal medicine general surgery radiology cardiology oncology
+    neurology pathology pediatrics orthopedics urology medical center hospital clinic university institute
+    monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+    september october november december today yesterday tomorrow patient patients doctor nurse report reports
+    study studies sequence sequences axial coronal sagittal contrast enhanced non unremarkable stable new no
+    since after before during follow up follow-up please note recommend recommended correlation clinically
+    english russian american british covid sars cov influenza hiv hepatitis type diabetes mellitus""".split()
+)
+
+MONTHS_EN = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+DATE_EN_RE = re.compile(
+    rf"\b(?:{MONTHS_EN}\.?\s+(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?:,?\s+(?:19|20)\d\d)?"
+    rf"|(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTHS_EN}\.?(?:,?\s+(?:19|20)\d\d)?"
+    rf"|{MONTHS_EN}\.?,?\s+(?:19|20)\d\d)\b"
+)
+DOB_EN_RE = re.compile(r"\b(?:born in|DOB:?|date of birth:?|b\.)\s*((?:19|20)\d\d)\b", re.IGNORECASE)
+
+_STREET_EN = (
+    r"Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Way|Place|Pl\.?|"
+    r"Terrace|Ter\.?|Circle|Cir\.?|Parkway|Pkwy\.?|Highway|Hwy\.?|Square|Sq\.?|Trail|Crescent|Close"
+)
+_US_STATE = (
+    r"A[LKZR]|C[AOT]|D[EC]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|RI|S[CD]|T[NX]|UT|V[AT]|"
+    r"W[AIVY]"
+)
+ADDRESS_EN_RE = re.compile(
+    rf"\b\d{{1,5}}\s+(?:[NSEW]\.?\s+)?(?:{_CAP}\s+){{0,3}}{_CAP}\s+(?:{_STREET_EN})(?![a-z])"
+    rf"(?:,?\s*(?:Apt\.?|Apartment|Unit|Suite|Ste\.?|#)\s*\w+)?"
+    rf"(?:,\s*(?:{_CAP}\s+){{0,2}}{_CAP})?(?:,?\s*(?:{_US_STATE})\b)?(?:\s+\d{{5}}(?:-\d{{4}})?)?"
+    rf"|\b(?:{_CAP}\s+){{0,2}}{_CAP},\s*(?:{_US_STATE})\s+\d{{5}}(?:-\d{{4}})?\b"
+    rf"|\bP\.?O\.? Box\s+\d+"
+)
+LIVES_IN_EN_RE = re.compile(
+    rf"\b(?i:lives in|living in|resident of|resides in|from the town of|moved from|relocated from|address:?|"
+    rf"is from|are from|was from|comes from|came from|originally from|native of|born in|"
+    rf"lives at|home in|travel(?:ed|led)? to|returned from|visiting from)\s+(?!the\b|The\b|a\b|an\b)"
+    rf"((?:{_CAP}\s+){{0,2}}{_CAP})",
+)
+_ORG_SUFFIX = (
+    r"Hospital|Medical Center|Medical Centre|Health Center|Health Centre|Clinic|Health System|Healthcare|"
+    r"Infirmary|Institute|University|Medical Group|Imaging(?: Center)?|Radiology(?: Associates| Group)?|"
+    r"Health|Hospice|Sanatorium|Laboratories|Laboratory|Labs|Cancer Center|Children's|Foundation|Associates|"
+    r"Pharmacy|Nursing Home|Rehabilitation Center|Rehab|Surgical Center|Surgery Center|Diagnostics|College"
+)
+ORG_EN_RE = re.compile(
+    rf"\b(?:(?:St\.?|Saint|Mount|Mt\.?)\s+)?(?:{_CAP}(?:'s)?\s+|[A-Z]{{2,5}}\s+|&\s+|of\s+){{1,5}}(?:{_ORG_SUFFIX})\b"
+    rf"(?:\s+(?:of|at|in)\s+(?:the\s+)?(?:{_CAP}\s*){{1,3}})?"
+    rf"|\b(?:{_ORG_SUFFIX})\s+(?:of|at)\s+(?:the\s+)?(?:{_CAP}\s*){{1,3}}"
+)
+_ORG_GENERIC_START = re.compile(r"^(?:The|A|An|Our|This|Their|His|Her|Outside|Local|Private|General)\s+", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def first_names_en() -> frozenset[str]:
+    text = (Path(__file__).parent.parent / "resources" / "phi" / "first_names_en.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+# Title-cased terms that are not people ("Short Bowel Syndrome", "National Institutes of Health", "Asian
+# Americans"): a capitalized run without any person context is a name only if none of its words is one of these
+# heads or has a suffix that English surnames practically never have.
+TERM_WORDS = frozenset(
+    """syndrome syndromes disease diseases disorder disorders fever virus viruses infection infections cancer
+    cancers tumor tumors tumour leukemia sarcoma lymphoma carcinoma treatment prevention screening information
+    center centers centre institute institutes health care professional professionals sheet sheets fact facts
+    resources resource education web research program programs society association foundation services service
+    states united national international republic island islands europe european asia asian africa african
+    units administration control settings childhood adult adults primary type stage grade therapy test tests
+    trial trials study studies clinical medical surgical guidelines network database library university college
+    school department office agency federal county state city north south east west new san los las saint great
+    general human rare genetic genetics home reference medicine medicines drug drugs food nutrition kidney heart
+    lung liver brain skin bone blood eye ear nose throat cell cells stem germ central nervous system occult
+    metastatic squamous hemorrhagic infant infants children child women men older young family families patient
+    patients public global world day week month year awareness alliance council committee board journal news""".split()
+)
+TERM_SUFFIX_RE = re.compile(
+    r"(?:itis|omas?|osis|emia|aemia|pathy|ectomy|plasty|scopy|graphy|ology|ologists?|ical|ics|ism|ous|ive|ary|"
+    r"tions?|sions?|ments?|ness|ity|ance|ence|icans|ians|ese|ed|ing)$"
+)
+
+
+def _title_case_term(span_text: str) -> bool:
+    for word in re.findall(r"[A-Za-z]+", span_text):
+        low = word.lower()
+        if low in TERM_WORDS or (len(low) > 4 and TERM_SUFFIX_RE.search(low)):
+            return True
+    return False
+
+
+def _is_non_name(word: str) -> bool:
+    if len(word) == 1 and word.isupper():
+        return False  # an initial ("A." -> "A"), not the article
+    low = word.lower()
+    return low in EPONYMS_EN or low in CAPITALIZED_NON_NAMES or low.rstrip("s'’") in EPONYMS_EN
+
+
+def _trim_non_names(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Shrink a candidate name span so it starts and ends on a word that can be a name."""
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"[A-Za-z][\w'’.-]*", text[start:end])]
+    while words and _is_non_name(text[words[0][0] : words[0][1]].rstrip(".")):
+        words.pop(0)
+    while words and _is_non_name(text[words[-1][0] : words[-1][1]].rstrip(".")):
+        words.pop()
+    if not words:
+        return None
+    return words[0][0], words[-1][1]
+
+
+def _at_sentence_start(text: str, start: int) -> bool:
+    return start == 0 or SENTENCE_START_RE.search(text, max(0, start - 4), start) is not None
+
+
+def find_names_en(text: str) -> Iterator[Span]:
+    for regex in (TITLE_RE, CREDENTIAL_RE, PERSON_CONTEXT_RE, LAST_FIRST_RE):
+        for m in regex.finditer(text):
+            span = _trim_non_names(text, m.start(1), m.end(1))
+            if span and text[span[0]].isupper():
+                yield span[0], span[1], "NAME"
+    for m in INITIAL_SURNAME_RE.finditer(text):
+        before = text[: m.start()].rstrip()[-1:]
+        if before and (before in ":;/." or before.isdigit()):
+            continue  # "Sex: F. Case ...", "g/L. Mass ...": a letter ending a field or a unit, not an initial
+        span = _trim_non_names(text, m.start(), m.end())
+        if span and span[1] - span[0] > 3 and "." in text[m.start() : m.start() + 3]:
+            yield m.start(), span[1], "NAME"
+    names = first_names_en()
+    for m in CAP_RUN_RE.finditer(text):
+        first = m.group(1)
+        if first in names:
+            span = _trim_non_names(text, m.start(), m.end())
+            if span:
+                yield span[0], span[1], "NAME"
+            continue
+        if _at_sentence_start(text, m.start()):
+            continue
+        span = _trim_non_names(text, m.start(), m.end())
+        if span and " " in text[span[0] : span[1]] and not _title_case_term(text[span[0] : span[1]]):
+            yield span[0], span[1], "NAME"
+
+
+def find_dates_en(text: str) -> Iterator[Span]:
+    for m in DATE_EN_RE.finditer(text):
+        if m.group() in ("May", "March") or re.fullmatch(r"(?:May|March)\s+\d{1,2}", m.group()):
+            # "may 3" style verbs are lowercase; a bare capitalized month + small number is still a date.
+            pass
+        yield m.start(), m.end(), "DATE"
+    for m in DOB_EN_RE.finditer(text):
+        yield m.start(1), m.end(1), "DATE"
+
+
+def find_addresses_en(text: str) -> Iterator[Span]:
+    for m in ADDRESS_EN_RE.finditer(text):
+        yield m.start(), m.end(), "ADDRESS"
+    for m in LIVES_IN_EN_RE.finditer(text):
+        # Place names keep their leading words ("Upper Marsh", "Port Ellis"): no name trimming here.
+        yield m.start(1), m.end(1), "ADDRESS"
+
+
+def find_orgs_en(text: str) -> Iterator[Span]:
+    for m in ORG_EN_RE.finditer(text):
+        start, end = m.start(), m.end()
+        generic = _ORG_GENERIC_START.match(text, start)
+        if generic:
+            start = generic.end()
+        span_text = text[start:end]
+        if " " not in span_text.strip() and not span_text[:1].isupper():
+            continue
+        if re.fullmatch(rf"(?:{_ORG_SUFFIX})", span_text):
+            continue
+        yield start, end, "ORG"
