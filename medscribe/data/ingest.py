@@ -1,0 +1,307 @@
+"""Read raw exports (CSV, XLSX, JSON, JSONL) into one polars frame of canonical string columns.
+
+    from medscribe.data.ingest import discover_files, read_source
+    files = discover_files(["exports/", "more/*.csv"])
+    frame, info = read_source(files[0], settings.data)
+
+Encoding: UTF-8 (BOM stripped) first, then cp1251; an explicit `data.encoding` is used as is. The CSV
+separator is sniffed among `,` `;` and tab unless `data.csv_separator` is set. Every problem with a file
+(missing, empty, undecodable, broken JSON line, unknown sheet) is a `UsageError` naming the file and the
+line; problems with single rows are left to the cleaning step, which rejects them.
+
+`row` (provenance) is the line of the file for CSV/JSONL (header = line 1), the spreadsheet row for XLSX and
+the 1-based entry number for JSON files.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from medscribe.errors import UsageError
+
+SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".json", ".jsonl", ".ndjson"}
+AUDIT_SUFFIXES = SUFFIXES | {".txt"}  # --phi-audit also scans plain text, one row per line
+SPECIALTY_FILE_RE = re.compile(r"^dataset_with_answers_(?P<specialty>.+)\.json$", re.IGNORECASE)
+SEPARATORS = [",", ";", "\t"]
+
+
+@dataclass
+class SourceFile:
+    """One input file and the input root it was found under (for the origin folder and stable ids)."""
+
+    path: Path
+    root: Path
+
+    @property
+    def relative(self) -> str:
+        try:
+            rel = self.path.relative_to(self.root)
+        except ValueError:
+            rel = Path(self.path.name)
+        return rel.as_posix() if str(rel) != "." else self.path.name
+
+    @property
+    def folder(self) -> str:
+        """The folder the file sits in (used for modality-from-folder)."""
+        return self.path.parent.name
+
+
+@dataclass
+class FileInfo:
+    """What was found out about one file: goes into the manifest."""
+
+    file: str
+    format: str
+    rows: int
+    encoding: str | None = None
+    separator: str | None = None
+    sheet: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def discover_files(inputs: list[str], suffixes: set[str] = SUFFIXES) -> list[SourceFile]:
+    """Expand files, globs and folders (recursively) into a sorted, de-duplicated list of data files.
+
+    A file named explicitly is read whatever its suffix (as CSV unless it looks like XLSX/JSON/JSONL)."""
+    if not inputs:
+        raise UsageError("data.inputs: no input given (use --input PATH or data.inputs in the config)")
+    found: dict[Path, SourceFile] = {}
+    for item in inputs:
+        path = Path(item)
+        if any(ch in item for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
+            if not files:
+                raise UsageError(f"{item}: no data files match this pattern")
+            for f in files:
+                found.setdefault(f.resolve(), SourceFile(f, _glob_root(item)))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                           and not p.name.startswith("."))
+            if not files:
+                raise UsageError(f"{path}: folder has no data files ({', '.join(sorted(suffixes))})")
+            for f in files:
+                found.setdefault(f.resolve(), SourceFile(f, path))
+        elif path.is_file():
+            found.setdefault(path.resolve(), SourceFile(path, path.parent))
+        else:
+            raise UsageError(f"{path}: file not found")
+    return sorted(found.values(), key=lambda s: str(s.path))
+
+
+def _glob_root(pattern: str) -> Path:
+    """The literal folder part of a glob, so `exports/**/*.csv` keeps `mri/a.csv` as relative path."""
+    parts = []
+    for part in Path(pattern).parts:
+        if any(ch in part for ch in "*?["):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def decode_bytes(raw: bytes, path: Path, encoding: str | None) -> tuple[str, str]:
+    """Decode a text file: the configured encoding, else UTF-8 (BOM or not), else cp1251."""
+    if encoding:
+        try:
+            return raw.decode(encoding).removeprefix("\ufeff"), encoding
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise UsageError(_decode_error(raw, path, encoding, exc)) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        try:
+            return raw[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise UsageError(_decode_error(raw, path, "utf-8-sig", exc)) from None
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        first_error = exc
+    try:
+        return raw.decode("cp1251"), "cp1251"
+    except UnicodeDecodeError:
+        raise UsageError(_decode_error(raw, path, "utf-8 or cp1251", first_error)) from None
+
+
+def _decode_error(raw: bytes, path: Path, encoding: str, exc: Exception) -> str:
+    if isinstance(exc, LookupError):
+        return f"{path}: unknown encoding {encoding!r} (data.encoding)"
+    line = raw[: getattr(exc, "start", 0)].count(b"\n") + 1
+    return f"{path}:{line}: undecodable bytes (not {encoding}; set data.encoding)"
+
+
+def sniff_separator(text: str, configured: str | None) -> str:
+    if configured:
+        return "\t" if configured in ("\\t", "tab") else configured
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(SEPARATORS)).delimiter
+    except csv.Error:
+        header = sample.split("\n", 1)[0]
+        return max(SEPARATORS, key=header.count)
+
+
+def read_source(source: SourceFile, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
+    """One file as a frame of string columns plus `_row`, `_file`, `_folder` provenance columns."""
+    path = source.path
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        frame, info = _read_excel(path, data_settings.sheet)
+    elif suffix == ".json":
+        frame, info = _read_json(path, data_settings)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame, info = _read_jsonl(path, data_settings.encoding)
+    else:
+        frame, info = _read_csv(path, data_settings)
+    info.file = source.relative
+    if frame.height == 0:
+        raise UsageError(f"{path}: no data rows")
+    frame = frame.with_columns(
+        pl.lit(source.relative).alias("_file"),
+        pl.lit(source.folder).alias("_folder"),
+    )
+    return frame, info
+
+
+def _read_csv(path: Path, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UsageError(f"{path}: file is empty")
+    text, encoding = decode_bytes(raw, path, data_settings.encoding)
+    separator = sniff_separator(text, data_settings.csv_separator)
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(text.encode("utf-8")), separator=separator, infer_schema=False,
+            truncate_ragged_lines=True, raise_if_empty=True, row_index_name="_row", row_index_offset=2,
+        )
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        # The library's message may quote the offending line (PHI): name only the error class.
+        raise UsageError(f"{path}: cannot parse as CSV with separator {separator!r} ({type(exc).__name__})") from None
+    frame = frame.rename({c: c.strip() for c in frame.columns if c != "_row"})
+    info = FileInfo(path.name, "csv", frame.height, encoding=encoding, separator=separator)
+    if encoding == "cp1251" and not data_settings.encoding:
+        info.notes.append("not valid UTF-8: decoded as cp1251")
+    return frame, info
+
+
+def _read_excel(path: Path, sheet: str | None) -> tuple[pl.DataFrame, FileInfo]:
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: file is empty")
+    try:
+        import fastexcel
+
+        reader = fastexcel.read_excel(str(path))
+        names = reader.sheet_names
+    except Exception as exc:  # fastexcel raises its own error classes for broken workbooks
+        raise UsageError(f"{path}: cannot open workbook ({_short(exc)})") from None
+    if sheet is not None and sheet not in names:
+        raise UsageError(f"{path}: sheet {sheet!r} not found (sheets: {', '.join(names)})")
+    chosen = sheet if sheet is not None else names[0]
+    try:
+        frame = pl.read_excel(path, sheet_name=chosen, infer_schema_length=0, drop_empty_rows=False)
+    except pl.exceptions.NoDataError:
+        raise UsageError(f"{path}: sheet {chosen!r} has no data rows") from None
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot read sheet {chosen!r} ({_short(exc)})") from None
+    frame = frame.with_columns(pl.all().cast(pl.String))
+    frame = frame.rename({c: str(c).strip() for c in frame.columns})
+    frame = frame.with_row_index("_row", offset=2)
+    # Trailing empty rows in spreadsheets are formatting, not data: drop them before counting.
+    value_cols = [c for c in frame.columns if c != "_row"]
+    if value_cols:
+        frame = frame.filter(~pl.all_horizontal(pl.col(value_cols).is_null()))
+    return frame, FileInfo(path.name, "xlsx", frame.height, sheet=chosen)
+
+
+def _read_json(path: Path, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
+    """`{question: answer, ...}` (one specialty per file) or a list of objects."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UsageError(f"{path}: file is empty")
+    text, encoding = decode_bytes(raw, path, data_settings.encoding)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if isinstance(obj, dict) and obj and all(isinstance(v, (str, type(None))) for v in obj.values()):
+        columns = data_settings.columns
+        q_col, a_col = columns.get("question", "question"), columns.get("answer", "answer")
+        rows = {q_col: list(obj.keys()), a_col: [v for v in obj.values()]}
+        frame = pl.DataFrame(rows, schema={q_col: pl.String, a_col: pl.String})
+        shape = "question->answer map"
+    elif isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), list):
+        frame, shape = _frame_from_objects(path, next(iter(obj.values()))), "object with a list"
+    elif isinstance(obj, list):
+        frame, shape = _frame_from_objects(path, obj), "list of objects"
+    else:
+        raise UsageError(f"{path}: expected {{question: answer}} pairs or a list of objects")
+    frame = frame.with_row_index("_row", offset=1)
+    info = FileInfo(path.name, "json", frame.height, encoding=encoding, notes=[shape])
+    match = SPECIALTY_FILE_RE.match(path.name)
+    if match and data_settings.specialty_from_filename:
+        frame = frame.with_columns(pl.lit(match["specialty"].replace("_", " ")).alias("_specialty_from_file"))
+        info.notes.append("specialty from file name")
+    return frame, info
+
+
+def _frame_from_objects(path: Path, items: list) -> pl.DataFrame:
+    for i, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise UsageError(f"{path}: entry {i}: expected a JSON object, got {type(item).__name__}")
+    return _objects_to_frame(items)
+
+
+def _objects_to_frame(items: list[dict]) -> pl.DataFrame:
+    """Objects with possibly different keys -> string columns (non-strings kept as JSON text)."""
+    keys: dict[str, None] = {}
+    for item in items:
+        keys.update(dict.fromkeys(item))
+    columns = {
+        str(k): [_as_text(item.get(k)) for item in items] for k in keys
+    }
+    return pl.DataFrame(columns, schema={str(k): pl.String for k in keys})
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _read_jsonl(path: Path, encoding: str | None) -> tuple[pl.DataFrame, FileInfo]:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UsageError(f"{path}: file is empty")
+    text, used = decode_bytes(raw, path, encoding)
+    items: list[dict] = []
+    lines: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        items.append(obj)
+        lines.append(lineno)
+    frame = _objects_to_frame(items).with_columns(pl.Series("_row", lines, dtype=pl.UInt32))
+    return frame, FileInfo(path.name, "jsonl", frame.height, encoding=used)
+
+
+def _short(exc: Exception) -> str:
+    """First line of a library error, trimmed: never a data value dump of unbounded size."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

@@ -1,0 +1,184 @@
+"""The data stage end to end: `run_data(settings) -> DataResult`.
+
+    from medscribe.settings import load_settings
+    from medscribe.data import run_data
+    result = run_data(load_settings("medscribe.toml"))
+    print(result.counts, result.out_dir)
+
+Order matters for privacy: rows with no text are rejected first (their rejects carry no text), then every
+free-text field is anonymized, and only then is anything (rejects included) written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, splits
+from medscribe.data.anonymize import anonymize
+from medscribe.errors import RuntimeFailure
+from medscribe.io import atomic_write_json, sha256_file
+from medscribe.schemas import SPLITS
+
+REJECT_COLUMNS = {"file": pl.String, "row": pl.Int64, "reason": pl.String, "detail": pl.String,
+                  "input": pl.String, "target": pl.String}
+
+
+@dataclass
+class DataResult:
+    out_dir: Path
+    counts: dict[str, int]                      # rows_in, rows_kept, rows_rejected
+    steps: dict[str, int]                       # rows rejected per reason
+    splits: dict[str, int]
+    by_group: dict[str, dict[str, int]]         # group value -> split -> rows
+    files: dict[str, str]
+    manifest: dict
+    seconds: float
+    phi_seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rejects_frame(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    aligned = []
+    for part in parts:
+        cols = [
+            (pl.col(c).cast(t) if c in part.columns else pl.lit(None, dtype=t)).alias(c)
+            for c, t in REJECT_COLUMNS.items()
+        ]
+        aligned.append(part.select(cols))
+    if not aligned:
+        return pl.DataFrame(schema=REJECT_COLUMNS)
+    return pl.concat(aligned).sort("file", "row")
+
+
+def run_data(settings: Any, console: Console | None = None) -> DataResult:
+    """Ingest, clean, anonymize, de-duplicate, split, audit and write the dataset described by `settings`."""
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    data = settings.data
+    task = data.task
+    clean.check_column_settings(data)
+    splits.check_fractions(data.train_fractions)
+    out_dir = Path(settings.paths.data)
+    warnings: list[str] = []
+    timings: dict[str, float] = {}
+    lap = [time.perf_counter()]
+
+    def done(step: str) -> None:
+        now = time.perf_counter()
+        timings[step] = round(now - lap[0], 3)
+        lap[0] = now
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )
+    with progress:
+        sources = ingest.discover_files(list(data.inputs))
+        reading = progress.add_task("reading files", total=len(sources))
+        frames, infos, file_hashes = [], [], {}
+        for source in sources:
+            raw, info = ingest.read_source(source, data)
+            frames.append(clean.to_canonical(raw, str(source.path), task, data))
+            infos.append(info)
+            file_hashes[source.relative] = sha256_file(source.path)
+            warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note)
+            progress.advance(reading)
+        frame = pl.concat(frames, how="vertical_relaxed")
+        rows_in = frame.height
+        done("read_s")
+        stage = progress.add_task("cleaning", total=6)
+        frame = clean.parse_has_finding(clean.normalize(frame, data))
+        frame, rejected_empty = clean.reject_empty(frame)
+        progress.advance(stage)
+        done("clean_s")
+
+        progress.update(stage, description="anonymizing")
+        frame, phi_report, phi_seconds = anonymize(frame, settings)
+        if not phi_report["enabled"]:
+            warnings.append(phi_report["warning"])
+        warnings.extend(phi_report.get("notes", []))
+        frame, rejected_short = clean.reject_short(frame, data.min_chars)
+        progress.advance(stage)
+        done("anonymize_s")
+
+        progress.update(stage, description="de-duplicating")
+        frame = dedup.add_keys(frame)
+        frame, rejected_dups, dup_counts = dedup.reject_duplicates(frame, data.near_duplicate_threshold)
+        frame, rejected_ids = outputs.assign_ids(frame, task)
+        progress.advance(stage)
+        done("dedup_s")
+
+        progress.update(stage, description="splitting")
+        frame = frame.with_columns(
+            pl.coalesce("source", "_file").alias("source"), pl.lit(task).alias("task")
+        )
+        frame, split_info = splits.assign_splits(frame, data)
+        progress.advance(stage)
+        done("split_s")
+
+        progress.update(stage, description="leakage audit")
+        leak = leakage.audit_leakage(frame, data.near_duplicate_threshold)
+        if leak["exact_target"]["count"]:
+            raise RuntimeFailure("internal error: an answer text landed in two splits")
+        progress.advance(stage)
+        done("leakage_s")
+
+        progress.update(stage, description="writing outputs")
+        rejects = _rejects_frame([rejected_empty, rejected_short, rejected_dups, rejected_ids])
+        rows_kept = frame.height
+        if rows_kept + rejects.height != rows_in:  # the accounting invariant: nothing vanishes silently
+            raise RuntimeFailure(f"row accounting broken: {rows_in} in != {rows_kept} kept + {rejects.height} rejected")
+        frame, chat_note = chat.chat_column(frame, task, settings.prompt, data.chat_format)
+        if chat_note:
+            warnings.append(chat_note)
+        done("chat_s")
+        chat_name = chat.CHAT_FIELD[data.chat_format]
+        records = frame.select(*outputs.RECORD_FIELDS, chat_name)
+        present = set(frame.get_column("split").unique().to_list())
+        by_split = {name: records.filter(pl.col("split") == name)
+                    for name in SPLITS if name in present or name in ("train", "eval", "test")}
+        corpus = outputs.corpus_frame(by_split["train"])
+        provenance = frame.select("id", pl.col("_file").alias("file"), pl.col("_row").alias("row"),
+                                  pl.col("_folder").alias("folder"))
+        files = outputs.write_outputs(out_dir, by_split, corpus, provenance, rejects)
+        progress.advance(stage)
+        done("write_s")
+
+    split_counts = {name: part.height for name, part in by_split.items()}
+    group_counts: dict[str, dict[str, int]] = {}
+    group_values = frame.get_column(data.group_by).fill_null(splits.UNKNOWN_GROUP).to_list()
+    for group, split in zip(group_values, frame.get_column("split").to_list(), strict=True):
+        group_counts.setdefault(group, {}).setdefault(split, 0)
+        group_counts[group][split] += 1
+    reasons = dict(Counter(rejects.get_column("reason").to_list()))
+    counts = {"rows_in": rows_in, "rows_kept": rows_kept, "rows_rejected": rejects.height}
+    seconds = time.perf_counter() - started
+    man = manifest.build_manifest(
+        task=task,
+        config_hash=manifest.config_hash(settings),
+        chat_format=data.chat_format,
+        chat_field=chat.CHAT_FIELD[data.chat_format],
+        inputs=[{**vars(info), "sha256": file_hashes[info.file]} for info in infos],
+        counts=counts,
+        rejected_by_reason=reasons,
+        duplicates={**dup_counts, "method": dedup.METHOD, "threshold": data.near_duplicate_threshold},
+        splits=split_counts,
+        group_by=data.group_by,
+        by_group=group_counts,
+        split_method=split_info,
+        phi=phi_report,
+        leakage=leak,
+        fallbacks=warnings,
+        timings={"total_s": round(seconds, 3), "phi_s": round(phi_seconds, 3), **timings},
+    )
+    files["manifest.json"] = str(atomic_write_json(out_dir / "manifest.json", man))
+    return DataResult(out_dir, counts, reasons, split_counts, group_counts, files, man, seconds, phi_seconds,
+                      warnings)
