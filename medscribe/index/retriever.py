@@ -1,0 +1,281 @@
+"""The retriever that `ask` and `sft` use: similar cases / knowledge chunks for a query, as `Hit`s.
+
+    from medscribe.index import Retriever
+    r = Retriever.open(settings)                      # checks the model matches the index; loads nothing yet
+    hits = r.search("hypodense lesion in segment 7", k=3, filters={"organ": "liver"}, exclude_ids={"case-17"})
+    batch = r.search_many(questions, k=3, exclude_ids=[{q_id} for q_id in ids])   # one batched encode
+
+`Hit.id` is the corpus record id, `Hit.score` the cosine similarity of the query to the embedded text.
+Options (settings.index): `threshold` (drop hits below this cosine: nothing rather than junk), `siblings`
+(join knowledge chunks N-s..N+s of the same document into the hit's text), `hybrid` (BM25 + dense fused
+by reciprocal rank fusion) and `rerank_model` (a sentence-transformers CrossEncoder reorders candidates).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from medscribe.errors import UsageError
+from medscribe.index import store
+from medscribe.index.embed import Embedder, resolve_device
+from medscribe.index.knowledge import join_spans
+from medscribe.index.lexical import LexicalIndex, reciprocal_rank_fusion
+from medscribe.schemas import Hit
+
+CANDIDATES_PER_HIT = 4  # hybrid/rerank look at k * this many candidates (at least MIN_CANDIDATES)
+MIN_CANDIDATES = 20
+INTERNAL_KEYS = {"record_id", "answer", "payload_hash"}
+
+Filter = dict[str, Any]
+
+
+def chroma_where(filters: Filter | None) -> dict[str, Any] | None:
+    """{"organ": "liver", "modality": ["CT", "MRI"]} -> Chroma `where` ($eq / $in, joined by $and)."""
+    if not filters:
+        return None
+    clauses = []
+    for key, value in filters.items():
+        if isinstance(value, (list, tuple, set)):
+            clauses.append({key: {"$in": list(value)}})
+        else:
+            clauses.append({key: {"$eq": value}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def matches(meta: dict[str, Any], filters: Filter | None) -> bool:
+    for key, value in (filters or {}).items():
+        allowed = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        if meta.get(key) not in allowed:
+            return False
+    return True
+
+
+class Retriever:
+    def __init__(self, settings, collection, embedder: Embedder) -> None:
+        self.settings = settings
+        self.options = settings.index
+        self.collection = collection
+        self.embedder = embedder
+        self.size = collection.count()
+        self._lexical: LexicalIndex | None = None
+        self._cross_encoder = None
+        self._lazy_lock = threading.Lock()  # callers may search from several threads
+
+    @classmethod
+    def open(cls, settings, embedder: Embedder | None = None) -> Retriever:
+        """Open the index named by `settings`; UsageError if it is missing or built with another model."""
+        embedder = embedder or Embedder.from_settings(settings.index)
+        where = store.where_label(settings)
+        if not settings.index.server_url and not (Path(settings.paths.index) / "chroma.sqlite3").is_file():
+            # Checked before opening: an embedded client would create an empty database here.
+            raise UsageError(f"{where}: no index; run `medscribe index` first")
+        client = store.open_client(settings)
+        collection = store.get_collection(client, settings.index.collection)
+        if collection is None:
+            raise UsageError(
+                f"{where}: no index (collection '{settings.index.collection}'); run `medscribe index` first"
+            )
+        store.check_space(collection, embedder, where)
+        return cls(settings, collection, embedder)
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def search(
+        self, query: str, k: int | None = None, filters: Filter | None = None, exclude_ids: set[str] | None = None
+    ) -> list[Hit]:
+        return self.search_many([query], k, filters, [set(exclude_ids or ())])[0]
+
+    def search_many(
+        self,
+        queries: list[str],
+        k: int | None = None,
+        filters: Filter | list[Filter | None] | None = None,
+        exclude_ids: list[set[str]] | None = None,
+    ) -> list[list[Hit]]:
+        k = self.options.k if k is None else int(k)
+        if k < 0:
+            raise UsageError(f"k: must be >= 0, got {k}")
+        queries = list(queries)
+        if k == 0 or not queries or self.size == 0:
+            return [[] for _ in queries]
+        per_filter = self._per_query(filters, len(queries), "filters")
+        excludes = [set(map(str, e or ())) for e in self._per_query(exclude_ids, len(queries), "exclude_ids")]
+        fused = bool(self.options.hybrid or self.options.rerank_model)
+        n = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES) if fused else k
+
+        vectors = self.embedder.encode_queries(queries)
+        self._check_dimension(vectors.shape[1])
+        candidates = self._dense(vectors, per_filter, excludes, n)
+        if self.options.hybrid:
+            candidates = self._hybrid(queries, vectors, candidates, per_filter, excludes, n)
+        if self.options.threshold is not None:
+            candidates = [[c for c in cands if c["score"] >= self.options.threshold] for cands in candidates]
+        if self.options.rerank_model:
+            candidates = self._rerank(queries, candidates)
+        results = [[self._to_hit(c) for c in cands[:k]] for cands in candidates]
+        if self.options.siblings:
+            results = [[self._with_siblings(h) for h in hits] for hits in results]
+        return results
+
+    # -- steps -------------------------------------------------------------------------------------------
+
+    def _check_dimension(self, dimension: int) -> None:
+        built = (self.collection.metadata or {}).get(store.META_DIMENSION)
+        if built is not None and int(built) != dimension:
+            raise UsageError(
+                f"{store.where_label(self.settings)}: index.embedding_model '{self.embedder.identity}' gives "
+                f"{dimension}-d vectors, the index holds {built}-d ones (same name, different model?); rebuild"
+            )
+
+    @staticmethod
+    def _per_query(value, n: int, name: str) -> list:
+        if value is None or isinstance(value, dict):
+            return [value] * n
+        value = list(value)
+        if name == "exclude_ids" and value and isinstance(value[0], str):
+            raise UsageError("exclude_ids: give one set of ids per query (a list of sets)")
+        if len(value) != n:
+            raise UsageError(f"{name}: {len(value)} given for {n} queries (give one per query, or one dict for all)")
+        return value
+
+    def _dense(self, vectors, per_filter, excludes, n: int) -> list[list[dict[str, Any]]]:
+        """Cosine top-n per query; queries sharing a filter go to Chroma in one call."""
+        out: list[list[dict[str, Any]]] = [[] for _ in per_filter]
+        groups: dict[str, list[int]] = {}
+        for i, f in enumerate(per_filter):
+            groups.setdefault(json.dumps(f, sort_keys=True, default=list), []).append(i)
+        for members in groups.values():
+            want = min(self.size, n + max(len(excludes[i]) for i in members))
+            got = self.collection.query(
+                query_embeddings=vectors[members],
+                n_results=want,
+                where=chroma_where(per_filter[members[0]]),
+                include=["documents", "metadatas", "distances"],
+            )
+            for row, i in enumerate(members):
+                cands = []
+                for cid, doc, meta, dist in zip(
+                    got["ids"][row], got["documents"][row], got["metadatas"][row], got["distances"][row], strict=False
+                ):
+                    meta = meta or {}
+                    if str(meta.get("record_id", cid)) in excludes[i]:
+                        continue
+                    cands.append({"cid": cid, "text": doc or "", "meta": meta, "score": 1.0 - float(dist)})
+                out[i] = cands[:n]
+        return out
+
+    def _hybrid(self, queries, vectors, dense, per_filter, excludes, n: int) -> list[list[dict[str, Any]]]:
+        """Fuse dense and BM25 rankings (RRF); BM25-only candidates get their true cosine from stored vectors."""
+        import numpy as np
+
+        with self._lazy_lock:
+            if self._lexical is None:
+                self._lexical = LexicalIndex.from_collection(self.collection)
+        lex = self._lexical
+        # One mask per distinct filter (not per query); exclusions: over-fetch, then drop (as in _dense).
+        mask_cache: dict[str, Any] = {}
+        masks = []
+        for f in per_filter:
+            key = json.dumps(f, sort_keys=True, default=list)
+            if key not in mask_cache:
+                mask_cache[key] = lex.mask(lambda m, f=f: matches(m, f)) if f else None
+            masks.append(mask_cache[key])
+        lexical = []
+        for i, ranked in enumerate(lex.search(queries, n + max(map(len, excludes)), masks)):
+            record_of = lex.record_ids
+            lexical.append([(cid, s) for cid, s in ranked if record_of[cid] not in excludes[i]][:n])
+        missing = {cid for i, ranked in enumerate(lexical) for cid, _ in ranked} - {
+            c["cid"] for cands in dense for c in cands
+        }
+        stored: dict[str, dict[str, Any]] = {}
+        if missing:
+            got = self.collection.get(ids=sorted(missing), include=["embeddings", "documents", "metadatas"])
+            for cid, emb, doc, meta in zip(
+                got["ids"], got["embeddings"], got["documents"], got["metadatas"], strict=False
+            ):
+                stored[cid] = {"vec": np.asarray(emb, dtype=np.float32), "text": doc or "", "meta": meta or {}}
+        out = []
+        for i, (cands, ranked) in enumerate(zip(dense, lexical, strict=False)):
+            by_id = {c["cid"]: c for c in cands}
+            bm25 = dict(ranked)
+            for cid, _ in ranked:
+                if cid not in by_id:
+                    s = stored[cid]
+                    by_id[cid] = {
+                        "cid": cid,
+                        "text": s["text"],
+                        "meta": s["meta"],
+                        "score": float(vectors[i] @ s["vec"]),
+                    }
+            fused = reciprocal_rank_fusion([[c["cid"] for c in cands], [cid for cid, _ in ranked]])
+            order = sorted(by_id, key=lambda cid: fused[cid], reverse=True)
+            for cid in order:
+                by_id[cid]["extra"] = {"rrf_score": round(fused[cid], 6), "bm25_score": round(bm25.get(cid, 0.0), 4)}
+            out.append([by_id[cid] for cid in order])
+        return out
+
+    def _rerank(self, queries, candidates) -> list[list[dict[str, Any]]]:
+        """Reorder each query's candidates by a CrossEncoder score (one batched predict for all pairs)."""
+        with self._lazy_lock:
+            if self._cross_encoder is None:
+                self._cross_encoder = self._load_cross_encoder()
+        pairs = [(q, c["text"]) for q, cands in zip(queries, candidates, strict=False) for c in cands]
+        if not pairs:
+            return candidates
+        scores = self._cross_encoder.predict(pairs, batch_size=self.options.batch_size, show_progress_bar=False)
+        it = iter(scores.tolist() if hasattr(scores, "tolist") else scores)
+        out = []
+        for cands in candidates:
+            for c in cands:
+                value = next(it)
+                c.setdefault("extra", {})["rerank_score"] = round(
+                    float(value[0] if isinstance(value, list) else value), 6
+                )
+            out.append(sorted(cands, key=lambda c: c["extra"]["rerank_score"], reverse=True))
+        return out
+
+    def _load_cross_encoder(self):
+        from sentence_transformers import CrossEncoder
+
+        name = self.options.rerank_model
+        try:
+            return CrossEncoder(name, device=resolve_device(self.options.device))
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"index.rerank_model: cannot load '{name}' as a CrossEncoder (local path or cached model): "
+                f"{type(exc).__name__}"
+            ) from None
+
+    def _to_hit(self, c: dict[str, Any]) -> Hit:
+        meta = c["meta"]
+        public = {k: v for k, v in meta.items() if k not in INTERNAL_KEYS}
+        public.update(c.get("extra", {}))
+        return Hit(
+            id=str(meta.get("record_id", c["cid"])),
+            text=c["text"],
+            answer=meta.get("answer"),
+            score=round(c["score"], 6),
+            metadata=public,
+        )
+
+    def _with_siblings(self, hit: Hit) -> Hit:
+        """Knowledge chunk N -> the text of chunks N-s..N+s of its document, joined without the overlaps."""
+        meta = hit.metadata
+        if meta.get("kind") != "knowledge" or "chunk" not in meta:
+            return hit
+        n, s = int(meta["chunk"]), self.options.siblings
+        wanted = [i for i in range(n - s, n + s + 1) if i >= 0]
+        got = self.collection.get(
+            where={"$and": [{"doc_id": {"$eq": meta["doc_id"]}}, {"chunk": {"$in": wanted}}]},
+            include=["documents", "metadatas"],
+        )
+        pieces = [
+            (int(m["start"]), int(m["end"]), d or "") for d, m in zip(got["documents"], got["metadatas"], strict=False)
+        ]
+        if len(pieces) <= 1:
+            return hit
+        numbers = sorted(int(m["chunk"]) for m in got["metadatas"])
+        return hit.model_copy(update={"text": join_spans(pieces), "metadata": {**meta, "siblings": numbers}})
