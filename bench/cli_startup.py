@@ -44,7 +44,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    probe = "import sys, medscribe.cli; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    probe = f"import sys, medscribe.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     medscribe = median_seconds([_script("medscribe"), "--help"], args.runs)
     trl = median_seconds([_script("trl"), "--help"], args.runs)

@@ -13,9 +13,13 @@ import typer
 from medscribe import __version__
 from medscribe.commands import ask as ask_cmd
 from medscribe.commands import config as config_cmd
+from medscribe.commands import data as data_cmd
 from medscribe.commands import doctor as doctor_cmd
+from medscribe.commands import eval as eval_cmd
 from medscribe.commands import index as index_cmd
 from medscribe.commands import model as model_cmd
+from medscribe.commands import pipeline as pipeline_cmd
+from medscribe.commands import sft as sft_cmd
 
 app = typer.Typer(
     name="medscribe",
@@ -49,6 +53,10 @@ def main(
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(model_cmd.app, name="model")
+app.command("pipeline")(pipeline_cmd.command)
 # --- stage commands: one line each, `app.command("NAME")(MODULE.command)` ---
 app.command("ask")(ask_cmd.command)
 app.command("index")(index_cmd.command)
+app.add_typer(sft_cmd.app, name="sft")
+app.command("data")(data_cmd.command)
+app.command("eval")(eval_cmd.command)

@@ -74,7 +74,10 @@ def run_checks(settings) -> list[Check]:
         cuda = torch.cuda.is_available()
         if cuda:
             props = torch.cuda.get_device_properties(0)
-            detail = f"{torch.cuda.device_count()}x {props.name}, {props.total_memory / 2**30:.0f} GiB, bf16 {torch.cuda.is_bf16_supported()}"
+            detail = (
+                f"{torch.cuda.device_count()}x {props.name}, {props.total_memory / 2**30:.0f} GiB, "
+                f"bf16 {torch.cuda.is_bf16_supported()}"
+            )
         else:
             detail = "no CUDA GPU: sft uses the hf backend on CPU (slow), unsloth QLoRA needs a GPU"
         checks.append(Check("CUDA", cuda, detail, required=False))
@@ -99,5 +102,6 @@ def run_checks(settings) -> list[Check]:
         checks.append(Check(f"paths.{key}", ok, detail))
     if settings.ask.backend == "openai":
         has_key = settings.ask.api_key is not None
-        checks.append(Check("ask.api_key", True, "set (from env)" if has_key else "not set (fine for a local vLLM)", required=False))
+        detail = "set (from env)" if has_key else "not set (fine for a local vLLM)"
+        checks.append(Check("ask.api_key", True, detail, required=False))
     return checks

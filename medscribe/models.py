@@ -63,7 +63,9 @@ def import_gguf(gguf: str | Path | None, out_dir: str | Path) -> Path:
     # Tied embeddings show up as a "missing" lm_head; anything else means the copy is incomplete.
     real_missing = [k for k in missing if not (k.startswith("lm_head") and config.tie_word_embeddings)]
     if real_missing or unexpected:
-        raise RuntimeFailure(f"{gguf}: weights did not map onto the config (missing {real_missing[:3]}, unexpected {unexpected[:3]})")
+        raise RuntimeFailure(
+            f"{gguf}: weights did not map onto the config (missing {real_missing[:3]}, unexpected {unexpected[:3]})"
+        )
     fresh.generation_config = loaded.generation_config
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

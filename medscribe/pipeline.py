@@ -89,7 +89,8 @@ def run_pipeline(
 
     def ask(name: str, k_run: int, adapter: str | None) -> None:
         run = RUN_NAMES[name]
-        started = step(name, f"{test_path} -> {Path(settings.paths.ask) / run} (k={k_run}, adapter={adapter or 'none'})")
+        target = Path(settings.paths.ask) / run
+        started = step(name, f"{test_path} -> {target} (k={k_run}, adapter={adapter or 'none'})")
         if name in force:
             import shutil
 

@@ -15,10 +15,10 @@ This module imports pydantic-settings, so the CLI imports it lazily (inside comm
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -53,11 +53,17 @@ class PathsSection(Section):
 
 
 class PhiSection(Section):
+    """PHI de-identification (medscribe.phi, docs/phi.md)."""
+
     enabled: bool = True
+    # tag: "[NAME]", "[DATE]", ...; pseudonym: consistent realistic surrogates (needs the salt below)
     mode: Literal["tag", "pseudonym"] = "tag"
+    # per PHI type (NAME, DATE, AGE, PHONE, EMAIL, URL, IP, SNILS, INN, OMS, PASSPORT, ID, ADDRESS, ORG)
     per_type: dict[str, Literal["tag", "pseudonym", "keep"]] = Field(default_factory=dict)
     columns: dict[str, Literal["drop", "pseudonymize", "scrub"]] = Field(default_factory=dict)
+    # natasha's Russian NER on top of the rules: ~100x slower, needs `pip install natasha`
     ner: bool = False
+    # HMAC key of the surrogates; only from the environment (MEDSCRIBE_DATA__PHI__SALT), never written anywhere
     salt: SecretStr | None = None
 
 
@@ -79,6 +85,8 @@ class DataSection(Section):
     test_per_group: int = Field(default=20, ge=0)
     group_by: Literal["specialty", "organ", "modality"] = "specialty"
     train_fractions: dict[str, float] = Field(default_factory=dict)
+    # Processes for PHI scrubbing of large exports (>= 20k distinct texts); 0 = one per CPU core, at most 8.
+    workers: int = Field(default=0, ge=0)
     phi: PhiSection = Field(default_factory=PhiSection)
 
 
@@ -102,7 +110,7 @@ class IndexSection(Section):
     chunk_size: int = Field(default=800, ge=50)
     chunk_overlap: int = Field(default=100, ge=0)
     k: int = Field(default=3, ge=0)
-    threshold: float | None = None
+    threshold: float | None = Field(default=None, ge=-1, le=1)  # cosine similarity
     siblings: int = Field(default=0, ge=0)
     hybrid: bool = False
     rerank_model: str | None = None
@@ -155,11 +163,15 @@ class SftSection(Section):
     grad_accum: int = Field(default=4, ge=1)
     packing: bool = False
     eval_steps: int = Field(default=50, ge=1)
-    early_stopping_patience: int | None = 3
+    # Evaluations without improvement before stopping; 0 disables early stopping (the best checkpoint is still kept).
+    early_stopping_patience: int | None = Field(default=3, ge=0)
+    # Minimum eval-loss improvement that resets the patience counter.
+    early_stopping_threshold: float = Field(default=0.0, ge=0)
     seed: int = 42
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     rag_context: bool = False
-    rag_k: int = Field(default=1, ge=1)
+    # Retrieved cases per training prompt; None = what serving shows (ask.k, else index.k).
+    rag_k: int | None = Field(default=None, ge=1)
     merge: bool = False
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
     # Run folder name under paths.sft (default: a UTC timestamp); `--resume` without it picks the newest run.
@@ -221,7 +233,10 @@ class Settings(BaseSettings):
     """All settings. Build it with `load_settings`, which applies the precedence rules."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", nested_model_default_partial_update=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        nested_model_default_partial_update=True,
     )
 
     paths: PathsSection = Field(default_factory=PathsSection)

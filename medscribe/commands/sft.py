@@ -1,0 +1,81 @@
+"""`medscribe sft` (train a LoRA adapter) and `medscribe sft merge ADAPTER --out DIR` (merge it into 16-bit).
+
+Thin: parses flags, loads settings, calls `medscribe.sft.run_sft` / `merge_adapter`. See docs/sft.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medscribe.commands._common import console, handle_errors, load_settings
+
+app = typer.Typer(
+    help="Fine-tune a LoRA adapter on the `data` outputs (unsloth on CUDA, transformers+PEFT anywhere).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+@handle_errors
+def command(
+    ctx: typer.Context,
+    run: str | None = typer.Option(None, "--run", help="Run folder name under paths.sft (default: UTC timestamp)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run (--run, else the newest) from its last checkpoint."
+    ),
+    merge: bool | None = typer.Option(
+        None, "--merge/--no-merge", help="Also write a merged 16-bit model (<run>/merged)."
+    ),
+    base_model: str | None = typer.Option(None, "--base-model", help="Model folder or cached hub id (sft.base_model)."),
+    backend: str | None = typer.Option(None, "--backend", help="auto | unsloth | hf (sft.backend)."),
+    load_in_4bit: bool | None = typer.Option(None, "--4bit/--no-4bit", help="4-bit QLoRA (sft.load_in_4bit)."),
+    epochs: float | None = typer.Option(None, "--epochs", help="sft.epochs"),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="sft.max_steps (overrides epochs when > 0)."),
+    learning_rate: float | None = typer.Option(None, "--lr", help="sft.learning_rate"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="sft.batch_size (per device)."),
+    grad_accum: int | None = typer.Option(None, "--grad-accum", help="sft.grad_accum"),
+    lora_r: int | None = typer.Option(None, "--lora-r", help="sft.lora_r"),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="sft.max_seq_length"),
+    packing: bool | None = typer.Option(None, "--packing/--no-packing", help="sft.packing"),
+    rag_context: bool | None = typer.Option(None, "--rag/--no-rag", help="Retrieved cases in training prompts."),
+    eval_steps: int | None = typer.Option(None, "--eval-steps", help="sft.eval_steps (also the checkpoint interval)."),
+) -> None:
+    """Train a LoRA adapter on paths.data/train.jsonl (eval.jsonl for evaluation and early stopping)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    flags = {
+        "sft": {
+            "base_model": base_model, "backend": backend, "load_in_4bit": load_in_4bit, "epochs": epochs,
+            "max_steps": max_steps, "learning_rate": learning_rate, "batch_size": batch_size,
+            "grad_accum": grad_accum, "lora_r": lora_r, "max_seq_length": max_seq_length, "packing": packing,
+            "rag_context": rag_context, "eval_steps": eval_steps, "run_name": run,
+        }
+    }
+    settings = load_settings(ctx, flags)
+    from medscribe.sft import run_sft
+    from medscribe.sft.trainer import summary_table
+
+    manifest = run_sft(settings, resume=resume, merge=merge, console=console)
+    if manifest["is_main_process"]:  # one table under torchrun, not one per rank
+        console.print(summary_table(manifest))
+
+
+@app.command("merge")
+@handle_errors
+def merge_command(
+    ctx: typer.Context,
+    adapter: Path = typer.Argument(..., help="Adapter folder (e.g. artifacts/sft/<run>/adapter)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged 16-bit model."),
+    base: str | None = typer.Option(None, "--base", help="Base model (default: the one recorded in the adapter)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="bf16 | fp16 (sft.merge_dtype)."),
+) -> None:
+    """Merge a LoRA adapter into its 16-bit base model: a plain HF folder vLLM can serve."""
+    settings = load_settings(ctx, {"sft": {"merge_dtype": dtype}})
+    from medscribe.sft import merge_adapter
+
+    with console.status("merging adapter"):
+        merged = merge_adapter(adapter, out, base_model=base, dtype=settings.sft.merge_dtype)
+    console.print(f"merged model written to {merged}", highlight=False)

@@ -1,0 +1,182 @@
+"""Training rows for `medscribe sft`: records -> chat prompt/completion -> token ids with answer-only labels.
+
+    from medscribe.sft.dataset import load_records, build_examples, tokenize_examples
+    records = load_records(settings.paths.data / "train.jsonl")
+    examples = build_examples(records, settings.prompt, retriever=None)          # or a Retriever for RAG context
+    rows, stats = tokenize_examples(examples, tokenizer, max_length=2048)         # input_ids + labels
+
+The prompt is built by `medscribe.prompts.build_prompt_completion`, the SAME builder `ask` uses when
+serving, so training and serving prompts cannot drift apart. Labels are computed here (not by TRL) from
+character offsets of the rendered chat template: exactly the assistant answer and the end-of-turn marker carry
+loss, whatever the template (with or without `{% generation %}` markers), and the template's own
+scaffolding inside the assistant turn (role header, a trailing newline) does not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from medscribe.errors import UsageError
+from medscribe.io import read_jsonl
+from medscribe.prompts import build_prompt_completion
+from medscribe.schemas import Hit, Record
+
+IGNORE_INDEX = -100
+
+
+def load_records(path: str | Path, required: bool = True) -> list[Record]:
+    """Records of one split file; extra columns written by `data` (messages, ...) are ignored.
+
+    A missing/empty file is a UsageError when `required`, else an empty list."""
+    path = Path(path)
+    if not path.is_file():
+        if required:
+            raise UsageError(f"{path}: training set not found (run `medscribe data` first or set paths.data)")
+        return []
+    records: list[Record] = []
+    fields = set(Record.model_fields)
+    for lineno, row in enumerate(read_jsonl(path), start=1):
+        try:
+            records.append(Record(**{k: v for k, v in row.items() if k in fields}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "row"
+            raise UsageError(f"{path}: row {lineno}: field '{field}': {err['msg']}") from None
+    if required and not records:
+        raise UsageError(f"{path}: training set is empty (run `medscribe data` with more input rows)")
+    return records
+
+
+def retrieve_context(
+    records: Sequence[Record], retriever: Any, k: int, filter_fields: Sequence[str] = ()
+) -> tuple[list[list[Hit]], int]:
+    """Hits for each record from the same retriever `ask` uses, without the record's own answer.
+
+    Like `ask`, records are grouped by their values of `filter_fields` (ask.filter_fields) so each group
+    searches with the same metadata filter serving will use. The own id is excluded in the query; hits whose
+    answer equals the record's target are dropped too (a duplicate case under another id would otherwise hand
+    the model its answer). We ask for a few more than `k` so that dropping still leaves `k` where the index
+    has them. Returns (hits per record, dropped count)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        key = tuple((f, getattr(record, f, None)) for f in filter_fields if getattr(record, f, None))
+        groups[key].append(i)
+    contexts: list[list[Hit]] = [[] for _ in records]
+    dropped = 0
+    for key, indices in groups.items():
+        found = retriever.search_many(
+            [records[i].input for i in indices],
+            k=k + 2,
+            filters=dict(key) or None,
+            exclude_ids=[{records[i].id} for i in indices],
+        )
+        for i, hits in zip(indices, found, strict=True):
+            own = records[i].target.strip()
+            kept = []
+            for hit in hits:
+                if hit.id == records[i].id or (hit.answer is not None and hit.answer.strip() == own):
+                    dropped += 1
+                    continue
+                kept.append(hit)
+            contexts[i] = kept[:k]
+    return contexts, dropped
+
+
+def build_examples(
+    records: Sequence[Record], prompt: Any, retriever: Any = None, k: int = 1, filter_fields: Sequence[str] = ()
+) -> tuple[list[dict], dict]:
+    """Prompt/completion chat examples (TRL's conversational form) + stats about retrieval."""
+    stats: dict[str, Any] = {"rows": len(records), "rag_context": retriever is not None}
+    contexts: list[list[Hit]] = [[] for _ in records]
+    if retriever is not None and records:
+        contexts, dropped = retrieve_context(records, retriever, k, filter_fields)
+        stats["rag_k"] = k
+        stats["own_answer_hits_dropped"] = dropped
+        stats["mean_context_hits"] = round(sum(map(len, contexts)) / len(records), 3)
+    examples = []
+    for record, hits in zip(records, contexts, strict=True):
+        example = build_prompt_completion(record, record.task, prompt, context=hits)
+        example["id"] = record.id
+        example["context_ids"] = [h.id for h in hits]
+        examples.append(example)
+    return examples, stats
+
+
+def render_texts(example: dict, tokenizer: Any) -> tuple[str, str]:
+    """(prompt text with the generation prompt, full text with the answer) as the chat template renders them."""
+    try:
+        prompt_text = tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+    except Exception as exc:  # jinja errors, templates rejecting a role, ...
+        raise UsageError(
+            f"chat template cannot render the training messages ({type(exc).__name__}: {str(exc)[:120]}); "
+            "set sft.chat_template to a template that accepts system/user/assistant turns"
+        ) from None
+    return prompt_text, full_text
+
+
+def answer_span(prompt_text: str, full_text: str, answer: str) -> tuple[int, int]:
+    """Character span [start, end) of the answer plus the end-of-turn marker in `full_text`.
+
+    The end-of-turn marker is whatever the template puts after the answer, minus trailing whitespace
+    (`<|im_end|>` of `<|im_end|>\\n`, `<|eot_id|>`, `<end_of_turn>`), so the model learns to stop."""
+    if not full_text.startswith(prompt_text):
+        raise UsageError(
+            "chat template renders the prompt differently once the answer is appended, so the answer cannot be "
+            "isolated; set sft.chat_template to a standard template"
+        )
+    start = full_text.find(answer, len(prompt_text))
+    if start < 0:
+        raise UsageError("chat template alters the assistant answer text; set sft.chat_template to a standard template")
+    end = start + len(answer)
+    end_of_turn = full_text[end:].rstrip()
+    return start, end + len(end_of_turn)
+
+
+def encode_example(example: dict, tokenizer: Any) -> dict:
+    """input_ids + labels (IGNORE_INDEX outside the answer span) for one prompt/completion example."""
+    prompt_text, full_text = render_texts(example, tokenizer)
+    answer = example["completion"][0]["content"]
+    start, end = answer_span(prompt_text, full_text, answer)
+    if end == start + len(answer) and tokenizer.eos_token:
+        # The template closes the turn with nothing: append EOS, or the model never learns to stop.
+        full_text = full_text[:end] + tokenizer.eos_token + full_text[end:]
+        end += len(tokenizer.eos_token)
+    if not getattr(tokenizer, "is_fast", False):
+        raise UsageError(
+            "sft needs a fast (Rust) tokenizer for exact answer-only labels; the base model has a slow one"
+        )
+    enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = [
+        token if (tok_start < end and tok_end > start) else IGNORE_INDEX
+        for token, (tok_start, tok_end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
+    return {"input_ids": list(enc["input_ids"]), "labels": labels}
+
+
+def tokenize_examples(examples: Sequence[dict], tokenizer: Any, max_length: int) -> tuple[list[dict], dict]:
+    """Encode all examples; drop (and count) those longer than `max_length`.
+
+    Dropping, not truncating: a truncated answer would teach the model to stop mid-sentence, and a
+    truncated prompt would train on an input the model never sees at serving time."""
+    rows, too_long, lengths = [], 0, []
+    for example in examples:
+        row = encode_example(example, tokenizer)
+        if len(row["input_ids"]) > max_length:
+            too_long += 1
+            continue
+        lengths.append(len(row["input_ids"]))
+        rows.append(row)
+    stats = {
+        "examples": len(rows),
+        "dropped_too_long": too_long,
+        "tokens": sum(lengths),
+        "max_tokens": max(lengths, default=0),
+        "loss_tokens": sum(sum(1 for t in r["labels"] if t != IGNORE_INDEX) for r in rows),
+    }
+    return rows, stats

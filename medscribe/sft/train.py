@@ -1,0 +1,259 @@
+"""`run_sft`: LoRA/QLoRA fine-tuning on the outputs of `medscribe data`, with TRL's SFTTrainer.
+
+    from medscribe.settings import load_settings
+    from medscribe.sft import run_sft
+    result = run_sft(load_settings("medscribe.toml"), resume=False)   # -> dict (also training_config.json)
+
+A run folder `paths.sft/<run>` holds: `adapter/` (LoRA weights + tokenizer: what `ask` loads),
+`checkpoints/` (for `--resume`), `tensorboard/`, `history.json` (train/eval loss), `training_config.json`
+(settings, backend, dtype, quantization, data stats, versions), and `merged/` after `--merge`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medscribe.errors import RuntimeFailure, UsageError
+from medscribe.io import atomic_write_json
+
+CHECKPOINTS = "checkpoints"
+
+
+def pick_run_dir(settings: Any, run: str | None, resume: bool) -> Path:
+    """paths.sft/<run>; with --resume and no name, the newest run that has checkpoints."""
+    root = Path(settings.paths.sft)
+    name = run or settings.sft.run_name
+    if name:
+        return root / name
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not resume:
+        # Each rank would stamp its own time: the processes must agree on one folder.
+        raise UsageError("several processes (torchrun/accelerate): name the run with --run (sft.run_name)")
+    if resume:
+        runs = sorted(
+            (p for p in root.glob("*") if any((p / CHECKPOINTS).glob("checkpoint-*"))),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not runs:
+            raise UsageError(f"--resume: no run with checkpoints under {root} (name one with --run)")
+        return runs[-1]
+    return root / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("medscribe", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def run_sft(
+    settings: Any,
+    run: str | None = None,
+    resume: bool = False,
+    retriever: Any = None,
+    merge: bool | None = None,
+    console: Any = None,
+) -> dict:
+    """Train a LoRA adapter; return (and write) the run manifest. `retriever` overrides the index for RAG data."""
+    from medscribe.sft.backends import choose_setup, resolve_base_model
+
+    sft = settings.sft
+    # Under torchrun/accelerate every rank runs this; only rank 0 talks and writes the run's files.
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if not is_main:
+        console = None
+    say = console.print if console is not None else (lambda *a, **k: None)
+    setup = choose_setup(sft)
+    if setup.backend == "unsloth":
+        import unsloth  # noqa: F401  (before trl/transformers/peft: it patches them)
+
+    model_path = resolve_base_model(sft.base_model)
+    run_dir = pick_run_dir(settings, run, resume)
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise UsageError(f"--resume: {run_dir / CHECKPOINTS} has no checkpoint to continue from")
+    if not resume and last_checkpoint(run_dir) is not None:
+        # Starting over in a folder with checkpoints would mix two runs' checkpoints and history.
+        raise UsageError(
+            f"{run_dir}: this run already has checkpoints; continue it with --resume or pick another --run"
+        )
+    examples = _examples(settings, run_dir, retriever, reuse=resume, is_main=is_main)
+    (train_examples, train_stats), (eval_examples, eval_stats) = examples["train"], examples["eval"]
+
+    say(
+        f"[bold]backend[/bold] {setup.backend} ({setup.reason}) · device {setup.device} · dtype {setup.precision} "
+        f"· quantization {setup.quantization} · world size {setup.world_size}",
+        highlight=False,
+    )
+    for note in setup.notes:
+        say(f"[yellow]warning:[/yellow] {note}", highlight=False)
+
+    from medscribe.sft.backends import load_model
+
+    try:
+        model, tokenizer = load_model(sft, setup, model_path)
+    except (UsageError, RuntimeFailure):
+        raise
+    except ValueError as exc:
+        # e.g. PEFT refusing target modules after our check, bitsandbytes refusing this hardware
+        raise RuntimeFailure(f"loading {sft.base_model} for {setup.backend} failed: {str(exc)[:200]}") from None
+
+    from medscribe.sft.dataset import tokenize_examples
+
+    train_rows, train_tok = tokenize_examples(train_examples, tokenizer, sft.max_seq_length)
+    eval_rows, eval_tok = tokenize_examples(eval_examples, tokenizer, sft.max_seq_length)
+    if not train_rows:
+        raise UsageError(
+            f"all {len(train_examples)} training rows are longer than sft.max_seq_length={sft.max_seq_length} tokens; "
+            "raise it"
+        )
+    if train_tok["dropped_too_long"]:
+        say(
+            f"[yellow]warning:[/yellow] dropped {train_tok['dropped_too_long']} training rows longer than "
+            f"sft.max_seq_length={sft.max_seq_length}",
+            highlight=False,
+        )
+    use_eval = bool(eval_rows)
+    if not use_eval:
+        say(
+            "[yellow]warning:[/yellow] no eval rows: no evaluation, no early stopping, last step is kept",
+            highlight=False,
+        )
+
+    from medscribe.sft.trainer import build_trainer
+
+    trainer = build_trainer(model, tokenizer, sft, setup, run_dir, train_rows, eval_rows, console)
+    manifest: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "base_model": sft.base_model,
+        "base_model_path": model_path,
+        "setup": setup.as_dict(),
+        "settings": {"sft": sft.model_dump(mode="json"), "prompt": settings.prompt.model_dump(mode="json")},
+        "data": {
+            "train_file": str(Path(settings.paths.data) / "train.jsonl"),
+            "train": {**train_stats, **train_tok},
+            "eval": {**eval_stats, **eval_tok},
+        },
+        "versions": versions(),
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "is_main_process": is_main,
+    }
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except Exception as exc:
+        _raise_friendly(exc, sft)
+    manifest["train_seconds"] = round(time.perf_counter() - started, 2)
+
+    state = trainer.state
+    early = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "EarlyStoppingCallback"]
+    manifest["result"] = {
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "stopped_early": bool(early) and state.global_step < state.max_steps,
+        "best_checkpoint": state.best_model_checkpoint,
+        "best_eval_loss": state.best_metric,
+        "final_train_loss": next((e["loss"] for e in reversed(state.log_history) if "loss" in e), None),
+        "train_tokens_with_loss": train_tok["loss_tokens"],
+    }
+    adapter_dir = run_dir / "adapter"
+    if is_main:
+        # The trainer reloaded the best checkpoint (load_best_model_at_end) before we save it.
+        trainer.model.save_pretrained(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+        manifest["adapter"] = str(adapter_dir)
+        atomic_write_json(run_dir / "training_config.json", manifest)
+    do_merge = sft.merge if merge is None else merge
+    if do_merge and is_main:
+        from medscribe.sft.merge import export_gguf, merge_adapter
+
+        merged = merge_adapter(adapter_dir, run_dir / "merged", base_model=model_path, dtype=sft.merge_dtype)
+        manifest["merged"] = str(merged)
+        manifest["gguf"] = export_gguf(trainer.model, tokenizer, run_dir / "gguf", setup, sft.gguf_quantization, say)
+        atomic_write_json(run_dir / "training_config.json", manifest)
+    return manifest
+
+
+def _examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool, is_main: bool) -> dict:
+    """Chat examples for train and eval, cached in <run>/examples.json.
+
+    The cache makes a resumed run train on exactly the prompts (and retrieved context) it started with, and
+    under torchrun only rank 0 queries the index (ChromaDB is not multi-process safe): the other ranks wait
+    for rank 0's file."""
+    from medscribe.sft.dataset import build_examples, load_records
+
+    cache = run_dir / "examples.json"
+    launch = os.environ.get("TORCHELASTIC_RUN_ID", "")  # same for all ranks of one torchrun/accelerate launch
+    if reuse and cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    if not is_main:
+        deadline = time.monotonic() + 1800
+        while True:  # a file left by an earlier launch does not count
+            if cache.is_file() and json.loads(cache.read_text(encoding="utf-8")).get("launch") == launch:
+                return json.loads(cache.read_text(encoding="utf-8"))
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"{cache}: rank 0 did not write the training examples within 30 minutes")
+            time.sleep(1)
+    sft = settings.sft
+    data_dir = Path(settings.paths.data)
+    train_records = load_records(data_dir / "train.jsonl")
+    eval_records = load_records(data_dir / "eval.jsonl", required=False)
+    if sft.max_eval_samples is not None:
+        eval_records = eval_records[: sft.max_eval_samples]
+    if sft.rag_context and retriever is None:
+        retriever = _open_retriever(settings)
+    rag = retriever if sft.rag_context else None
+    # Same metadata filters and k as serving (`ask`), so training prompts carry the context serving will show.
+    filters = list(getattr(settings.ask, "filter_fields", []) or [])
+    rag_k = sft.rag_k or (settings.ask.k if settings.ask.k is not None else settings.index.k) or 1
+    examples = {
+        "launch": launch,
+        "train": build_examples(train_records, settings.prompt, rag, rag_k, filters),
+        "eval": build_examples(eval_records, settings.prompt, rag, rag_k, filters),
+    }
+    atomic_write_json(cache, examples)
+    return examples
+
+
+def _open_retriever(settings: Any) -> Any:
+    try:
+        from medscribe.index import Retriever
+    except ImportError:
+        raise UsageError("sft.rag_context needs the index stage (medscribe.index), which is not available") from None
+    try:
+        return Retriever.open(settings)
+    except (UsageError, RuntimeFailure):
+        raise
+    except Exception as exc:
+        raise UsageError(
+            f"sft.rag_context: cannot open the index at {settings.paths.index} ({type(exc).__name__}); "
+            "run `medscribe index` first"
+        ) from None
+
+
+def _raise_friendly(exc: Exception, sft: Any) -> None:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        raise RuntimeFailure(
+            f"out of memory while training (batch_size={sft.batch_size}, max_seq_length={sft.max_seq_length}): "
+            "lower sft.batch_size (raise sft.grad_accum to keep the effective batch), lower sft.max_seq_length, "
+            "or set sft.load_in_4bit = true"
+        ) from None
+    raise exc
