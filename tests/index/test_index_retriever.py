@@ -124,3 +124,38 @@ def test_hybrid_brings_in_bm25_only_candidates_with_their_true_cosine(make_setti
     liver = next(h for h in hits if h.id == "r-liver")  # found by BM25 (stem "печен")
     assert liver.metadata["bm25_score"] > 0
     assert liver.score == pytest.approx(dense["r-liver"], abs=1e-4)  # cosine from the stored vector
+
+
+
+def test_hybrid_candidate_in_another_querys_dense_list(make_settings, built, monkeypatch):
+    """Regression: a BM25 hit that query 0's dense list has but query 1's lacks needs query 1's own cosine."""
+    r = Retriever.open(make_settings(hybrid=True))
+    real_dense = r._dense
+
+    def skewed(vectors, per_filter, excludes, n):
+        out = real_dense(vectors, per_filter, excludes, n)
+        liver = [c for c in out[0] if c["meta"].get("record_id") == "r-liver"]
+        return [out[0], [c for c in out[1] if c["meta"].get("record_id") != "r-liver"]] if liver else out
+
+    monkeypatch.setattr(r, "_dense", skewed)
+    queries = ["гиподенсное образование печени", "киста печени"]
+    batch = r.search_many(queries, k=5)
+    liver = [h for h in batch[1] if h.id == "r-liver"]
+    assert liver, "BM25 should bring the liver case back for the second query"
+    expected = float(r.embedder.encode_queries([queries[1]])[0] @ r.embedder.encode_queries([queries[1]])[0])
+    assert -1.0 <= liver[0].score <= expected + 1e-4
+
+
+def test_hybrid_search_many_matches_single_searches(make_settings, built, monkeypatch):
+    """Regression: a BM25 hit that one query's dense list has and another's lacks still gets its own cosine."""
+    from medscribe.index import retriever as retriever_module
+
+    monkeypatch.setattr(retriever_module, "MIN_CANDIDATES", 2)
+    monkeypatch.setattr(retriever_module, "CANDIDATES_PER_HIT", 1)
+    r = Retriever.open(make_settings(hybrid=True))
+    queries = ["печени", "гиподенсное образование печени 12 мм", "What are the symptoms of anemia?", "киста печени"]
+    batch = r.search_many(queries, k=3)
+    for query, hits in zip(queries, batch, strict=True):
+        single = r.search(query, k=3)
+        assert [h.id for h in hits] == [h.id for h in single]
+        assert [round(h.score, 4) for h in hits] == [round(h.score, 4) for h in single]
