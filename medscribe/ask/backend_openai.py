@@ -10,7 +10,8 @@
   rows fail fast instead of each waiting out its own backoff against a dead server. Retried: 408/409/429,
   5xx, timeouts, connection errors, responses without choices. A server's Retry-After is honoured.
 - `ask.json_mode`: "schema" sends a JSON-schema `response_format`; "prompt" never does (the prompt already
-  asks for JSON); "auto" tries the schema and, on a 400 saying it is unsupported, falls back to prompt-only
+  asks for JSON); "auto" tries the schema and, when the server rejects it (400/422 saying it is unsupported, or
+  llama.cpp's 500 naming response_format), falls back to prompt-only
   JSON for the rest of the run (`json_mode_used`, `json_mode_fallback` are reported in summary.json).
 - The API key is read from the SecretStr only here and is scrubbed from every error message.
 """
@@ -151,12 +152,12 @@ class OpenAIBackend:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = str(exc).lower()
-                if (
-                    status == 400
-                    and "response_format" in kwargs
-                    and self.ask.json_mode == "auto"
-                    and any(hint in message for hint in SCHEMA_HINTS)
-                ):
+                # Servers reject an unsupported schema differently: vLLM/OpenAI with 400, some proxies with
+                # 422, llama.cpp's server with a 500 naming response_format. A plain 500 is retried instead.
+                rejected_schema = (status in (400, 422) and any(hint in message for hint in SCHEMA_HINTS)) or (
+                    status == 500 and "response_format" in message
+                )
+                if rejected_schema and "response_format" in kwargs and self.ask.json_mode == "auto":
                     self._fallback_to_prompt(exc)
                     continue
                 retryable = status in RETRYABLE_STATUS or status >= 500

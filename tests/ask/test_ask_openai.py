@@ -103,6 +103,16 @@ def test_schema_fallback_is_remembered_and_reported(tmp_path, make_settings):
     assert len(server.requests) == len(REPORT_ROWS) + 1
 
 
+def test_auto_falls_back_on_llamacpp_500_naming_response_format(tmp_path, make_settings):
+    """llama.cpp's server rejects a json_schema response_format with a 500: auto must fall back, not retry."""
+    with FakeServer(reject_schema="llamacpp") as server:
+        settings = make_settings(base_url=server.base_url, k=0, concurrency=1)
+        summary = run_batch(settings, write_jsonl(tmp_path / "in.jsonl", QA_ROWS), run="fb500")
+    assert summary["failures"] == 0 and summary["json_mode_used"] == "prompt"
+    assert sum(1 for r in server.requests if "response_format" in r) == 1
+    assert len(server.requests) == len(QA_ROWS) + 1
+
+
 def test_schema_mode_does_not_fall_back(tmp_path, make_settings):
     with FakeServer(reject_schema=True) as server:
         settings = make_settings(base_url=server.base_url, k=0, json_mode="schema")

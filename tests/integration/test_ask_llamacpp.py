@@ -284,12 +284,6 @@ def test_rag_with_a_real_minilm_index(llama_server, tmp_path, minilm):
     assert summary["k"] == 2 and summary["rag"] is True and summary["answered"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="ask bug: llama-cpp-python 0.3.36 answers a json_schema response_format with HTTP 500 "
-           "(pydantic literal_error on response_format.type); ask's auto fallback only reacts to a 400, so every "
-           "row fails. Remove this marker once backend_openai also falls back on that answer.",
-)
 def test_auto_json_mode_falls_back_to_prompt(llama_server, tmp_path):
     """ask.json_mode auto: schema tried first; the run completes either way and records the mode it used."""
     config = _config(tmp_path, llama_server, json_mode="auto")
