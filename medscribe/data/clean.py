@@ -92,13 +92,27 @@ def _key(field: str, aliases: dict[str, str], data: Any) -> str:
     return alias if alias and alias in data.columns else field
 
 
+# Strings made only of these characters are already NFC (no combining marks, no characters NFC replaces):
+# polars' NFC costs ~2 us per report cell, so only the other strings are normalized.
+_NFC_STABLE = r"^[\x00-\u02ff\u0370-\u0373\u0375-\u037d\u037f-\u0386\u0388-\u0482\u048a-\u052f]*$"
+
+
+_BLANKS = r"\t\u00a0\u2000-\u200a\u202f\u205f\u3000"  # blanks other than the plain space
+
+
+def _nfc(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr.str.contains(_NFC_STABLE)).then(expr).otherwise(expr.str.normalize("NFC"))
+
+
 def _clean_text(expr: pl.Expr) -> pl.Expr:
     """NFC, no control/zero-width characters, runs of spaces collapsed, lines trimmed, ends stripped."""
     return (
-        expr.str.normalize("NFC")
+        _nfc(expr)
         .str.replace_all(r"\r\n?", "\n")
         .str.replace_all(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufeff]", "")
-        .str.replace_all(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+", " ")
+        # = every run of [ \t\u00a0...]+ -> " ", written so that a lone plain space is not a match (rebuilding
+        # every string for each of its spaces cost 0.2 s per 200k cells)
+        .str.replace_all(rf"[ {_BLANKS}]{{2,}}|[{_BLANKS}]", " ")
         .str.replace_all(r" ?\n ?", "\n")
         .str.replace_all(r"\n{3,}", "\n\n")
         .str.strip_chars()

@@ -32,7 +32,8 @@ def norm_expr(expr: pl.Expr) -> pl.Expr:
         expr.str.to_lowercase()
         .str.replace_all("ё", "е", literal=True)
         .str.replace_all(r"[^\w\s]", " ")
-        .str.replace_all(r"\s+", " ")
+        # = every run of \s+ -> " ", written so that a lone plain space is not a match (2x faster)
+        .str.replace_all(r"\s{2,}|[^\S ]", " ")
         .str.strip_chars()
     )
 
@@ -69,7 +70,11 @@ def neighbour_pairs(
         {"t": texts, "b": blocks, "g": across if across is not None else [""] * len(texts)},
         schema={"t": pl.String, "b": pl.String, "g": pl.String},
     ).with_row_index("i")
-    frame = frame.with_columns(pl.col("t").str.len_chars().alias("n"), pl.col("t").str.reverse().alias("r"))
+    if across is None:
+        # Only rows sharing their block with another row can pair: with blocks = the numbers of the row, most
+        # rows of a report export are alone in theirs. Dropping them changes no adjacency inside a block.
+        frame = frame.filter(pl.len().over("b") > 1)
+    frame = frame.with_columns(pl.col("t").str.len_chars().alias("n"), reversed_texts(frame.get_column("t")).alias("r"))
     pairs: set[tuple[int, int]] = set()  # both sort orders often find the same pair
     for key in ("t", "r"):
         ordered = frame.sort("b", key).select("i", "t", "b", "n", "g")
@@ -91,6 +96,23 @@ def neighbour_pairs(
                 a, b = first[k], second[k]
                 pairs.add((min(a, b), max(a, b)))
     return sorted(pairs)
+
+
+# Strings whose every character is its own grapheme cluster (Latin, Greek, Cyrillic letters without combining
+# marks, common punctuation): reversing them by characters equals polars' grapheme-cluster `str.reverse`.
+_SINGLE_CHAR_GRAPHEMES = r"^[\x20-\x7e\u00a0-\u02ff\u0370-\u0482\u048a-\u052f\u2010-\u2027\u2030-\u205e]*$"
+
+
+def reversed_texts(column: pl.Series) -> pl.Series:
+    """`column.str.reverse()` (reversal by grapheme clusters), ~3x faster: plain string slicing where that is
+    the same, polars only for the strings that have multi-character clusters (combining marks, emoji)."""
+    simple = column.str.contains(_SINGLE_CHAR_GRAPHEMES).fill_null(True)
+    values = [None if t is None else t[::-1] for t in column.to_list()]
+    out = pl.Series(column.name, values, dtype=pl.String)
+    if not simple.all():
+        rows = (~simple).arg_true()
+        out = out.scatter(rows, column.gather(rows).str.reverse())
+    return out
 
 
 class UnionFind:

@@ -31,16 +31,16 @@ def assign_ids(frame: pl.DataFrame, task: str) -> tuple[pl.DataFrame, pl.DataFra
     """Ids from the id column where mapped, else a hash of source file + row content (stable across reruns).
 
     A repeated id (same id column value, different content) is rejected: ids must be unique keys."""
-    files = frame.get_column("_file").to_list()
-    inputs = frame.get_column("input").to_list()
-    targets = frame.get_column("target").to_list()
-    given = frame.get_column("id").to_list()
-    prefix = task[0]
-    ids = [
-        g if g is not None else f"{prefix}-" + hashlib.sha256(f"{f}\x1f{i}\x1f{t}".encode()).hexdigest()[:16]
-        for g, f, i, t in zip(given, files, inputs, targets, strict=True)
-    ]
-    frame = frame.with_columns(pl.Series("id", ids, dtype=pl.String))
+    missing = frame.get_column("id").is_null()
+    if missing.any():  # hash only the rows without a mapped id (none when the export has an id column)
+        rows = missing.arg_true()
+        part = frame.select("_file", "input", "target").gather(rows)
+        prefix = task[0]
+        hashed = [
+            f"{prefix}-" + hashlib.sha256(f"{f}\x1f{i}\x1f{t}".encode()).hexdigest()[:16]
+            for f, i, t in part.iter_rows()
+        ]
+        frame = frame.with_columns(frame.get_column("id").scatter(rows, pl.Series(hashed, dtype=pl.String)))
     first = frame.select(pl.col("id").is_first_distinct()).to_series()
     bad = frame.filter(~first)
     rejects = bad.select(

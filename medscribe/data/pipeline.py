@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ def _rejects_frame(parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not aligned:
         return pl.DataFrame(schema=REJECT_COLUMNS)
     return pl.concat(aligned).sort("file", "row")
+
+
+def _timed(function: Any, *args: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function(*args)
+    return result, round(time.perf_counter() - started, 3)
 
 
 def run_data(settings: Any, console: Console | None = None) -> DataResult:
@@ -124,22 +131,25 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         progress.advance(stage)
         done("split_s")
 
-        progress.update(stage, description="leakage audit")
-        leak = leakage.audit_leakage(frame, data.near_duplicate_threshold)
+        progress.update(stage, description="leakage audit + chat field")
+        # The leakage audit (polars sorts, rapidfuzz: native code that releases the GIL) runs in a thread while
+        # the chat field is built; nothing is written before both are done and the audit has passed.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            audit = pool.submit(_timed, leakage.audit_leakage, frame, data.near_duplicate_threshold)
+            rejects = _rejects_frame([rejected_empty, rejected_short, rejected_dups, rejected_ids])
+            rows_kept = frame.height
+            if rows_kept + rejects.height != rows_in:  # the accounting invariant: nothing vanishes silently
+                raise RuntimeFailure(
+                    f"row accounting broken: {rows_in} in != {rows_kept} kept + {rejects.height} rejected")
+            chat_frame, chat_note = chat.chat_column(frame, task, settings.prompt, data.chat_format)
+            leak, timings["leakage_s"] = audit.result()
         if leak["exact_target"]["count"]:
             raise RuntimeFailure("internal error: an answer text landed in two splits")
-        progress.advance(stage)
-        done("leakage_s")
-
-        progress.update(stage, description="writing outputs")
-        rejects = _rejects_frame([rejected_empty, rejected_short, rejected_dups, rejected_ids])
-        rows_kept = frame.height
-        if rows_kept + rejects.height != rows_in:  # the accounting invariant: nothing vanishes silently
-            raise RuntimeFailure(f"row accounting broken: {rows_in} in != {rows_kept} kept + {rejects.height} rejected")
-        frame, chat_note = chat.chat_column(frame, task, settings.prompt, data.chat_format)
+        frame = chat_frame
         if chat_note:
             warnings.append(chat_note)
-        done("chat_s")
+        progress.advance(stage)
+        done("leakage_and_chat_s")
         chat_name = chat.CHAT_FIELD[data.chat_format]
         records = frame.select(*outputs.RECORD_FIELDS, chat_name)
         present = set(frame.get_column("split").unique().to_list())

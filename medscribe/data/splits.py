@@ -32,6 +32,12 @@ def unit_score(seed: int, purpose: str, key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def unit_scores(seed: int, purpose: str, keys: list[str]) -> list[float]:
+    """`unit_score` for many keys (one list comprehension: ~2x faster than calling it per unit)."""
+    blake2b, from_bytes, prefix = hashlib.blake2b, int.from_bytes, f"{seed}\x1f{purpose}\x1f"
+    return [from_bytes(blake2b(f"{prefix}{key}".encode(), digest_size=8).digest(), "big") / 2**64 for key in keys]
+
+
 def find_units(frame: pl.DataFrame) -> pl.Series:
     """Unit per row = smallest row index of its connected component (rows linked by an equal normalized
     input or target). Min-label propagation with pointer jumping, vectorized: converges in a few rounds."""
@@ -66,8 +72,9 @@ def assign_splits(frame: pl.DataFrame, data: Any) -> tuple[pl.DataFrame, dict]:
     by_group: dict[str, list[int]] = defaultdict(list)
     for u in unit_ids:
         by_group[unit_group[u]].append(u)
+    test_score = dict(zip(unit_ids, unit_scores(data.seed, "test", [unit_key[u] for u in unit_ids]), strict=True))
     for members in by_group.values():
-        members.sort(key=lambda u: unit_score(data.seed, "test", unit_key[u]))
+        members.sort(key=test_score.__getitem__)
         missing = data.test_per_group
         for u in members:
             if missing <= 0:
@@ -76,7 +83,10 @@ def assign_splits(frame: pl.DataFrame, data: Any) -> tuple[pl.DataFrame, dict]:
                 split_of_unit[u] = "test"
                 missing -= sizes[u]
     rest = [u for u in unit_ids if u not in split_of_unit]
-    eval_score = {u: unit_score(data.seed, "eval", unit_key[u]) for u in rest} if data.eval_fraction > 0 else {}
+    eval_score = (
+        dict(zip(rest, unit_scores(data.seed, "eval", [unit_key[u] for u in rest]), strict=True))
+        if data.eval_fraction > 0 else {}
+    )
     eval_units = [u for u in rest if eval_score.get(u, 1.0) < data.eval_fraction]
     if data.eval_fraction > 0 and not eval_units and len(rest) > 1:
         # Tiny data: the threshold picked nothing, so take the lowest-scoring unit (still deterministic).

@@ -98,12 +98,11 @@ class Scrubber:
         if not self.enabled:
             self._scanned += len(texts)  # the report's "enabled": false says nothing was removed
             return texts
-        out: list[str] = []
-        for text, spans in zip(texts, self.find(texts), strict=True):
-            self._scanned += 1
-            if not spans:
-                out.append(text)
-                continue
+        found = self.find(texts)
+        self._scanned += len(texts)
+        out = list(texts)
+        for row in [i for i, spans in enumerate(found) if spans]:  # only the rows with PHI need Python work
+            text, spans = texts[row], found[row]
             lang = language_of(text)
             pieces, cursor = [], 0
             for start, end, kind in spans:
@@ -119,7 +118,7 @@ class Scrubber:
             new = "".join(pieces)
             if new != text:
                 self._changed += 1
-            out.append(new)
+            out[row] = new
         return out
 
     def scrub_text(self, text: str) -> str:

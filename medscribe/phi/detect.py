@@ -30,6 +30,8 @@ PHI_TYPES = TYPE_PRIORITY
 # measured 100x slower here) and case-insensitive groups: `lower` runs on a lowercased copy of the column.
 _NOT_RU = r"(?:^|[^а-яё])"
 _END_RU = r"(?:[^а-яё]|$)"
+# Python's `\s` (str.isspace) also matches \x1c-\x1f, Rust's does not: triggers must fire wherever a finder can.
+_WS = r"[\s\x1c-\x1f]"
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,14 @@ DETECTORS: tuple[Detector, ...] = (
         "places_ru", rules_ru.find_places_ru, trigger=r"[а-яё,]\s+[А-ЯЁ][а-яё]",
     ),
     Detector(
+        # Each alternative is what one branch of ADDRESS_RU_RE / LIVES_IN_RU_RE needs: a street type, a settlement
+        # abbreviation, "д. 5, кв. 3", "<...>ская область" / "<...>ский район|край", a residence verb. Bare
+        # "области", "района", "края", "город" are not enough: "в области ворот", "по краю" fill radiology text.
         "addresses_ru", rules_ru.find_addresses_ru,
         lower=rf"ул\.|улиц|пр-т|пр-кт|просп|проспект|пер\.|переул|б-р|бульвар|шоссе|наб\.|набережн|пл\.|площад|мкр|"
-        rf"микрорайон|проезд|тупик|аллея|аллее|{_NOT_RU}г\.|город|пос\.|пгт|дер\.|деревн|{_NOT_RU}д\.|{_NOT_RU}дом{_END_RU}|"
-        rf"област|район|край|прожива|зарегистр|житель|адрес|прибыл|приехал",
+        rf"микрорайон|проезд|тупик|аллея|аллее|{_NOT_RU}ш\.|{_NOT_RU}г\.|пос\.|пгт|дер\.|(?:д\.|дом){_WS}*\d|"
+        rf"(?:ск|ов)[а-яё]{{0,4}}{_WS}+област[ьи]|ск(?:ий|ого|ом){_WS}+(?:район|кра[йяе])|"
+        rf"прожива|зарегистр|житель|адрес|прибыл|приехал|из{_WS}+город",
     ),
     Detector(
         "orgs_ru", rules_ru.find_orgs_ru,
@@ -190,12 +196,18 @@ def merge_spans(spans: Iterable[Span], text: str) -> list[Span]:
 
 def detect_batch(texts: list[str]) -> list[list[Span]]:
     """Merged PHI spans for every text (same order), each `(start, end, type)`."""
-    found: list[list[Span]] = [[] for _ in texts]
+    found: dict[int, list[Span]] = {}  # only rows with a hit: most rows of a batch have none
     candidates = candidate_rows(texts)
     for detector in DETECTORS:
+        find = detector.find
         for row in candidates[detector.name]:
-            found[row].extend(detector.find(texts[row]))
-    return [merge_spans(spans, texts[i]) if spans else [] for i, spans in enumerate(found)]
+            spans = list(find(texts[row]))
+            if spans:
+                found.setdefault(row, []).extend(spans)
+    out: list[list[Span]] = [[] for _ in texts]
+    for row, spans in found.items():
+        out[row] = merge_spans(spans, texts[row])
+    return out
 
 
 def detect(text: str) -> list[Span]:

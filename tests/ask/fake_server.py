@@ -12,9 +12,9 @@ Faults are chosen per request by a marker in the LAST user message (so they foll
   [[drop]] / [[dropx1]] close the connection without any response
   [[badjson]] an unterminated JSON answer   [[fence]] JSON in ```json fences + chatter
   [[prose]] plain text, no JSON             [[nochoices]] a 200 with an empty choices list
-Server-wide: `latency` (seconds per request), `reject_schema` (True: 400 "response_format ... not supported"; "llamacpp": its 500
-when a json_schema response_format is sent), `status_all` (every request gets that HTTP status and a body
-echoing the Authorization header, as careless servers do: tests check the key is scrubbed),
+Server-wide: `latency` (seconds per request), `reject_schema` (True: 400 "response_format ... not supported";
+"llamacpp": its 500) when a json_schema response_format is sent, `status_all` (every request gets that HTTP
+status and a body echoing the Authorization header, as careless servers do: tests check the key is scrubbed),
 `drop_after` (after that many requests every connection is dropped: a server dying mid-batch).
 """
 
@@ -82,7 +82,8 @@ class FakeServer:
             return self.status_all, {"error": {"message": f"invalid credentials: {auth}", "type": "auth"}}, {}
         if self.reject_schema and (body.get("response_format") or {}).get("type") == "json_schema":
             if self.reject_schema == "llamacpp":  # llama-cpp-python 0.3.x: a validation error, as HTTP 500
-                message = "1 validation error for CreateChatCompletionRequest response_format.type: Input should be 'text'"
+                message = ("1 validation error for CreateChatCompletionRequest response_format.type: "
+                           "Input should be 'text'")
                 return 500, {"error": {"message": message, "type": "internal_server_error"}}, {}
             return 400, {"error": {"message": "response_format json_schema is not supported", "type": "bad"}}, {}
         fault, times = None, None

@@ -117,3 +117,18 @@ def test_parallel_scrubbing_equals_serial_and_merges_the_counts(tmp_path, monkey
     assert "Иванов" not in "".join(parallel.get_column("input").to_list())
     assert parallel_report["by_type"] == serial_report["by_type"]
     assert parallel_report["texts_scanned"] == serial_report["texts_scanned"]
+
+
+def test_fast_reverse_and_json_escape_equal_the_reference():
+    import json
+
+    import polars as pl
+
+    from medscribe.data.chat import json_escaped
+    from medscribe.data.dedup import reversed_texts
+
+    values = ["киста правой доли", "и\u0306од", "👍🏽 x", "a\"b\\c", "x\ny\x01", None, "", "№ 5 — «п»"]
+    series = pl.Series(values, dtype=pl.String)
+    assert reversed_texts(series).to_list() == series.str.reverse().to_list()
+    assert json_escaped(series).to_list() == [None if v is None else json.dumps(v, ensure_ascii=False)[1:-1]
+                                              for v in values]
