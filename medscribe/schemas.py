@@ -32,18 +32,20 @@ class Record(BaseModel):
 
 
 class ReportAnswer(BaseModel):
-    """The strict JSON answer for the report task."""
+    """The strict JSON answer for the report task. `reasoning` comes first: with chain of thought on, a
+    server that decodes by the schema writes the reasoning before the conclusion, not after it."""
 
-    result: str
     reasoning: str | None = None
+    result: str
     has_finding: bool | None = None
     organ: str | None = None
     modality: str | None = None
 
 
 class QAAnswer(BaseModel):
-    """The strict JSON answer for the qa task."""
+    """The strict JSON answer for the qa task (`reasoning` first, as for reports)."""
 
+    reasoning: str | None = None
     answer: str
     citations: list[str] = Field(default_factory=list)
 

@@ -33,17 +33,25 @@ class ParsedAnswer:
     reason: str | None = None
 
 
-def answer_json_schema(task: str) -> dict[str, Any]:
-    """The JSON schema of the answer model for `response_format={"type": "json_schema", ...}`."""
+def answer_json_schema(task: str, reasoning: bool = False) -> dict[str, Any]:
+    """The JSON schema of the answer model for `response_format={"type": "json_schema", ...}`.
+
+    `reasoning=True` (prompt variant "cot") makes `reasoning` required and first; otherwise the property is left
+    out, so a schema-constrained server spends no tokens on it."""
     schema = ANSWER_SCHEMAS[task].model_json_schema()
     schema["additionalProperties"] = False
+    if reasoning:
+        schema["required"] = ["reasoning", *[r for r in schema.get("required", []) if r != "reasoning"]]
+        schema["properties"]["reasoning"] = {"title": "Reasoning", "type": "string"}
+    else:
+        schema["properties"].pop("reasoning", None)
     return schema
 
 
-def response_format(task: str) -> dict[str, Any]:
+def response_format(task: str, reasoning: bool = False) -> dict[str, Any]:
     return {
         "type": "json_schema",
-        "json_schema": {"name": f"{task}_answer", "schema": answer_json_schema(task), "strict": False},
+        "json_schema": {"name": f"{task}_answer", "schema": answer_json_schema(task, reasoning), "strict": False},
     }
 
 

@@ -134,7 +134,7 @@ class OpenAIBackend:
                 async with semaphore:
                     # Decided once a slot is free, so a fallback found meanwhile applies to queued requests.
                     if self.json_mode_used == "schema":
-                        kwargs["response_format"] = response_format(req.task)
+                        kwargs["response_format"] = response_format(req.task, req.reasoning)
                     started = started or time.monotonic()
                     response = await client.chat.completions.create(**kwargs)
                 choices = getattr(response, "choices", None)

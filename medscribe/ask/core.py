@@ -82,7 +82,12 @@ def build_request(record: dict[str, Any], hits: list[Hit], settings: Any) -> Req
     from medscribe.prompts import build_messages
 
     task = record.get("task") or settings.data.task
-    return Request(messages=build_messages(record, task, settings.prompt, context=hits), task=task)
+    prompt = settings.prompt
+    return Request(
+        messages=build_messages(record, task, prompt, context=hits),
+        task=task,
+        reasoning=prompt.variant == "cot" and prompt.json_answer,
+    )
 
 
 def result_row(record: dict[str, Any], hits: list[Hit], generation: Generation, task: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 class Request:
     messages: list[dict[str, str]]
     task: str
+    reasoning: bool = False  # chain of thought: the answer schema asks for "reasoning" first
 
 
 @dataclass

@@ -80,7 +80,8 @@ def to_canonical(frame: pl.DataFrame, file_label: str, task: str, data: Any) -> 
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias(field))
     extra = [c for c in (*PROVENANCE, "_specialty_from_file") if c in frame.columns]
-    out = frame.select(*exprs, *extra)
+    ragged = pl.col("_ragged") if "_ragged" in frame.columns else pl.lit(False).alias("_ragged")
+    out = frame.select(*exprs, *extra, ragged)
     if "_specialty_from_file" in out.columns:
         out = out.with_columns(pl.coalesce("specialty", "_specialty_from_file").alias("specialty"))
         out = out.drop("_specialty_from_file")
@@ -152,8 +153,10 @@ def parse_has_finding(frame: pl.DataFrame) -> pl.DataFrame:
 
 def reject_empty(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows with no input or no target at all: rejected before anonymization, so rejects carry no text."""
+    ragged = pl.col("_ragged") if "_ragged" in frame.columns else pl.lit(False)
     reason = (
-        pl.when(pl.col("input").is_null() | (pl.col("input") == "")).then(pl.lit("empty_input"))
+        pl.when(ragged).then(pl.lit("ragged_row"))
+        .when(pl.col("input").is_null() | (pl.col("input") == "")).then(pl.lit("empty_input"))
         .when(pl.col("target").is_null() | (pl.col("target") == "")).then(pl.lit("empty_target"))
         .when(pl.col("_bad_has_finding")).then(pl.lit("invalid_has_finding"))
         .otherwise(None)
@@ -162,9 +165,11 @@ def reject_empty(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = frame.filter(pl.col("_reason").is_not_null())
     rejects = bad.select(
         pl.col("_file").alias("file"), pl.col("_row").alias("row"), pl.col("_reason").alias("reason"),
-        pl.lit(None, dtype=pl.String).alias("detail"),
+        pl.when(pl.col("_reason") == "ragged_row").then(pl.lit("more fields than the header"))
+        .otherwise(pl.lit(None, dtype=pl.String)).alias("detail"),
     )
-    return frame.filter(pl.col("_reason").is_null()).drop("_reason", "_bad_has_finding"), rejects
+    kept = frame.filter(pl.col("_reason").is_null())
+    return kept.drop("_reason", "_bad_has_finding", *(["_ragged"] if "_ragged" in kept.columns else [])), rejects
 
 
 def reject_short(frame: pl.DataFrame, min_chars: int) -> tuple[pl.DataFrame, pl.DataFrame]:

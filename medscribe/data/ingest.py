@@ -176,19 +176,38 @@ def _read_csv(path: Path, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
         raise UsageError(f"{path}: file is empty")
     text, encoding = decode_bytes(raw, path, data_settings.encoding)
     separator = sniff_separator(text, data_settings.csv_separator)
-    try:
-        frame = pl.read_csv(
-            io.BytesIO(text.encode("utf-8")), separator=separator, infer_schema=False,
-            truncate_ragged_lines=True, raise_if_empty=True, row_index_name="_row", row_index_offset=2,
-        )
-    except (pl.exceptions.PolarsError, ValueError) as exc:
-        # The library's message may quote the offending line (PHI): name only the error class.
-        raise UsageError(f"{path}: cannot parse as CSV with separator {separator!r} ({type(exc).__name__})") from None
+    ragged: list[int] = []
+    for truncate in (False, True):
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(text.encode("utf-8")), separator=separator, infer_schema=False,
+                truncate_ragged_lines=truncate, raise_if_empty=True, row_index_name="_row", row_index_offset=2,
+            )
+            break
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            ragged = [] if truncate else ragged_rows(text, separator)
+            if not ragged:
+                # The library's message may quote the offending line (PHI): name only the error class.
+                raise UsageError(
+                    f"{path}: cannot parse as CSV with separator {separator!r} ({type(exc).__name__})") from None
+    # Rows with more fields than the header: polars would cut the extra fields off silently; they are marked
+    # here and rejected as `ragged_row` by the clean step (a shifted row is not data to train on).
+    frame = frame.with_columns(pl.col("_row").is_in(ragged).alias("_ragged"))
     frame = frame.rename({c: c.strip() for c in frame.columns if c != "_row"})
     info = FileInfo(path.name, "csv", frame.height, encoding=encoding, separator=separator)
     if encoding == "cp1251" and not data_settings.encoding:
         info.notes.append("not valid UTF-8: decoded as cp1251")
     return frame, info
+
+
+def ragged_rows(text: str, separator: str) -> list[int]:
+    """`_row` numbers (header = row 1) of the records with more fields than the header; only run when polars
+    refused the file, so the Python csv module costs nothing on well-formed exports."""
+    import csv
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    header = next(reader, [])
+    return [number for number, fields in enumerate(reader, start=2) if len(fields) > len(header)]
 
 
 def _read_excel(path: Path, sheet: str | None) -> tuple[pl.DataFrame, FileInfo]:

@@ -103,6 +103,9 @@ class FakeServer:
         finding = user.rsplit(":", 1)[-1].strip()[:40]
         payload = {"result": f"conclusion: {finding}", "has_finding": True} if is_report else {
             "answer": f"answer: {finding}", "citations": []}
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+        if "reasoning" in schema.get("required", []):  # a schema-obeying server writes the required fields in order
+            payload = {"reasoning": f"because {finding}", **payload}
         content = json.dumps(payload, ensure_ascii=False)
         if active and fault == "badjson":
             content = content[: len(content) // 2 + 3]  # cut mid-string: unterminated string and brace

@@ -65,3 +65,20 @@ def test_response_format_carries_the_pydantic_schema():
     assert "result" in schema["required"] and schema["additionalProperties"] is False
     assert "answer" in answer_json_schema("qa")["properties"]
     json.dumps(fmt)  # serialisable as a request body
+
+
+def test_chain_of_thought_schema_asks_for_reasoning_first():
+    for task, text_field in (("report", "result"), ("qa", "answer")):
+        cot = answer_json_schema(task, reasoning=True)
+        assert list(cot["properties"])[0] == "reasoning"
+        assert cot["required"][:2] == ["reasoning", text_field]
+        plain = answer_json_schema(task)
+        assert "reasoning" not in plain["properties"] and "reasoning" not in plain["required"]
+    assert response_format("qa", reasoning=True)["json_schema"]["schema"]["required"][0] == "reasoning"
+
+
+def test_reasoning_is_kept_in_the_parsed_answer_for_both_tasks():
+    qa = parse_answer('{"reasoning": "iron is low", "answer": "Iron-deficiency anemia", "citations": ["c1"]}', "qa")
+    assert qa.ok and qa.prediction == "Iron-deficiency anemia" and qa.parsed["reasoning"] == "iron is low"
+    report = parse_answer('{"reasoning": "очаг 5 мм", "result": "Киста печени"}', "report")
+    assert report.ok and report.prediction == "Киста печени" and report.parsed["reasoning"] == "очаг 5 мм"

@@ -32,6 +32,23 @@ def test_single_report_with_retrieval(server, make_settings, fake_retriever):
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
 
 
+def test_chain_of_thought_batch_sends_reasoning_first_and_keeps_it(tmp_path, server):
+    from medscribe.settings import load_settings
+
+    settings = load_settings(None, {
+        "paths": {"ask": str(tmp_path / "ask"), "index": str(tmp_path / "index")},
+        "ask": {"base_url": server.base_url, "k": 0, "timeout": 1.0, "max_retries": 0},
+        "data": {"task": "qa"}, "prompt": {"variant": "cot"},
+    })
+    path = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS[:2])
+    run_batch(settings, path, run="cot")
+    rows = read_results(tmp_path / "ask" / "cot")
+    sent = server.requests[0]
+    assert "reasoning" in sent["messages"][0]["content"]  # the prompt asks for it too
+    assert sent["response_format"]["json_schema"]["schema"]["required"][0] == "reasoning"
+    assert len(rows) == 2 and all(r["parse_ok"] and r["parsed"]["reasoning"].startswith("because") for r in rows)
+
+
 def test_single_qa_without_rag_never_touches_a_retriever(server, make_settings, monkeypatch):
     import medscribe.ask.core as core
 

@@ -189,6 +189,20 @@ def test_rejects_account_for_every_row_and_carry_no_raw_phi(tmp_path):
     assert result.steps == {"duplicate": 1, "empty_input": 1, "too_short_target": 1, "duplicate_id": 1}
 
 
+def test_ragged_csv_rows_are_rejected_not_truncated(tmp_path):
+    path = write_csv(tmp_path / "r.csv", RU_HEADER, RU_ROWS)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] += ";лишнее поле"  # data row 2 (file row 3) has one field more than the header
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = settings_for(tmp_path, inputs=[str(path)], columns={
+        "id": "ID", "organ": "Орган", "modality": "Модальность", "finding": "Описание", "conclusion": "Заключение"},
+        min_chars=3)
+    result = run_data(settings)
+    rejects = read_jsonl(result.out_dir / "rejects.jsonl")
+    assert [(r["row"], r["reason"], r["detail"]) for r in rejects] == [(3, "ragged_row", "more fields than the header")]
+    assert result.counts == {"rows_in": len(RU_ROWS), "rows_kept": len(RU_ROWS) - 1, "rows_rejected": 1}
+
+
 def test_train_fractions_write_a_pool_split_and_a_rerun_without_removes_it(tmp_path, sample_dir):
     base = {"inputs": [str(sample_dir / "qa" / "medquad_sample.jsonl")], "task": "qa", "test_per_group": 2}
     result = run_data(settings_for(tmp_path, train_fractions={"*": 0.5}, **base))
@@ -268,12 +282,11 @@ def test_phi_audit_finds_phi_in_raw_files_and_none_in_outputs(tmp_path, sample_d
     out = tmp_path / "out"
     config = _report_config(tmp_path, raw, out)
     assert invoke("--config", str(config), "data").exit_code == 0
-    # The scrubbed outputs: nothing of the phone/ID/date kind may remain (names are checked by value above;
-    # the name detector can flag a capitalized word right after a JSON quote in the assistant turn).
+    # The scrubbed outputs: the audit finds nothing at all in them (the chat turns included).
     result = invoke("--config", str(config), "data", "--phi-audit", str(out / "train.jsonl"),
                     "--phi-audit", str(out / "rejects.jsonl"), "--phi-audit", str(out / "corpus.jsonl"))
-    left = {f["type"] for f in json.loads((out / "phi_audit.json").read_text())["findings"]}
-    assert left <= {"NAME"}, left
+    left = [(f["file"], f["row"], f["type"]) for f in json.loads((out / "phi_audit.json").read_text())["findings"]]
+    assert result.exit_code == 0 and left == [], left
     clean = tmp_path / "clean.csv"
     clean.write_text("finding;conclusion\nКиста печени 12 мм.;Киста печени.\n", encoding="utf-8")
     result = invoke("--config", str(config), "data", "--phi-audit", str(clean))

@@ -39,7 +39,11 @@ def test_generated_numbers_validate():
     for _ in range(50):
         assert snils_valid(make_snils(rng))
         assert oms_valid(make_oms(rng))
-    assert not oms_valid("1234567890123456") or oms_valid("1234567890123456") is True  # a total function
+    for _ in range(50):  # a wrong control digit is rejected, whatever the first 15 digits
+        good = make_oms(rng)
+        bad = good[:15] + str((int(good[15]) + 1 + rng.randrange(9)) % 10)
+        assert not oms_valid(bad)
+    assert not oms_valid("775123456789012")  # 15 digits
 
 
 def test_russian_surname_declension():
