@@ -4,6 +4,11 @@ RAG) -> eval comparing the three runs. What `make demo` and `make all CONFIG=...
     medscribe -c examples/demo.toml pipeline
     from medscribe.pipeline import run_pipeline; run_pipeline(settings)
 
+Every ask step answers with the local backend on `sft.base_model` (+ the adapter for the tuned run): base and
+tuned answers then come from the same weights, which is what the comparison needs. A config whose `ask` points
+elsewhere (an OpenAI-compatible server, another local model) is not an error: the pipeline says so on its first
+line and records it in the result; `medscribe ask` keeps using the configured backend.
+
 Rerunnable: every step is skipped or fast when its output is already there (data is rebuilt only when its
 manifest is missing, the index update embeds nothing for an unchanged corpus, ask runs resume and skip answered
 ids, sft is skipped when the named run already has an adapter). `--force STEP` redoes one step.
@@ -27,14 +32,29 @@ class PipelineResult:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_dir: Path | None = None
     report: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    headline: str | None = None
 
 
 def _ask_settings(settings: Any, k: int, adapter: str | None) -> Any:
-    """A copy of settings for one ask run; the caller's object is left untouched."""
+    """A copy of settings for one ask run (local backend on sft.base_model); the caller's object is untouched."""
     copy = settings.model_copy(deep=True)
+    copy.ask.backend = "local"
+    copy.ask.local_model = settings.sft.base_model
     copy.ask.k = k
     copy.ask.adapter = adapter
     return copy
+
+
+def serving_note(settings: Any) -> str | None:
+    """What the pipeline serves differently from the configured `ask` section, or None."""
+    ask, base = settings.ask, settings.sft.base_model
+    if ask.backend != "local":
+        return (f"pipeline: ask.backend is {ask.backend!r}; every ask step runs locally on sft.base_model "
+                f"{base!r} (base and tuned from the same weights)")
+    if str(ask.local_model) != str(base):
+        return f"pipeline: ask.local_model {ask.local_model!r} != sft.base_model {base!r}; every ask step uses {base!r}"
+    return None
 
 
 def run_pipeline(
@@ -47,12 +67,17 @@ def run_pipeline(
     unknown = [s for s in force if s not in STEPS]
     if unknown:
         raise UsageError(f"--force: unknown step {unknown[0]!r} (steps: {', '.join(STEPS)})")
-    if settings.ask.backend != "local":
-        raise UsageError("pipeline: ask.backend must be 'local' (it trains an adapter and serves it in-process)")
     say = console.print if console is not None else (lambda *a, **k: None)
     result = PipelineResult()
-    data_dir = Path(settings.paths.data)
     k = settings.ask.k if settings.ask.k is not None else settings.index.k
+    notes = [serving_note(settings)]
+    if settings.sft.rag_context and settings.sft.rag_k not in (None, k):
+        notes.append(f"pipeline: sft.rag_k={settings.sft.rag_k} but the tuned run is served with k={k}: training "
+                     "and serving prompts differ; leave sft.rag_k unset to train with what ask serves")
+    for note in filter(None, notes):
+        result.notes.append(note)
+        say(f"[yellow]warning:[/yellow] {note}")
+    data_dir = Path(settings.paths.data)
 
     def step(name: str, what: str) -> float:
         say(f"\n[bold cyan]== {name}[/bold cyan]: {what}")
@@ -113,7 +138,7 @@ def run_pipeline(
         from medscribe.sft import run_sft
 
         manifest = run_sft(settings, run=sft_run, retriever=retriever, console=console)
-        done("sft", started, adapter=manifest.get("adapter"), backend=manifest.get("backend"))
+        done("sft", started, adapter=manifest.get("adapter"), backend=(manifest.get("setup") or {}).get("backend"))
     ask("ask-tuned-rag", k, str(adapter))
 
     started = step("eval", "compare the three runs")
@@ -123,8 +148,27 @@ def run_pipeline(
     evaluation = run_eval(settings, runs, name="pipeline", console=console)
     result.eval_dir = evaluation.out_dir
     result.report = evaluation.report
+    result.headline = headline(evaluation.report)
     done("eval", started, out=str(evaluation.out_dir))
     return result
+
+
+def headline(report: dict) -> str | None:
+    """'rougeL: base-norag 0.0512 -> tuned-rag 0.5571 (+0.5059, 95% CI [0.41, 0.60])': the question the demo asks."""
+    runs = list(report.get("runs") or {})
+    if len(runs) < 2:
+        return None
+    metric = report.get("primary_metric") or "rougeL"
+    base, last = runs[0], runs[-1]
+    before = report["runs"][base]["metrics"].get(metric)
+    after = report["runs"][last]["metrics"].get(metric)
+    if before is None or after is None:
+        return None
+    line = f"{metric}: {base} {before:.4f} -> {last} {after:.4f} ({after - before:+.4f}"
+    delta = (report.get("comparison") or {}).get(last, {}).get(metric)
+    if delta and delta.get("low") is not None:
+        line += f", 95% CI [{delta['low']:+.4f}, {delta['high']:+.4f}]"
+    return line + ")"
 
 
 def _plain(obj: Any) -> Any:

@@ -15,8 +15,6 @@ err_console = Console(stderr=True)
 
 # bitsandbytes warns on every import on a CPU that an optional fast kernel package is missing; it changes nothing.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-# bm25s sets its own logger to DEBUG ("Building index from tokens"); keep it at the level the user chose.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

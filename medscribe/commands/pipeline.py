@@ -28,5 +28,7 @@ def command(
         rest = {k: v for k, v in info.items() if k != "seconds"}
         table.add_row(name, str(info.get("seconds")), ", ".join(f"{k}={v}" for k, v in rest.items())[:120])
     console.print(table)
+    if result.headline:
+        console.print(f"[bold]{result.headline}[/bold]")
     if result.eval_dir:
         console.print(f"report: [bold]{result.eval_dir}[/bold]")

@@ -11,6 +11,7 @@ of its script (Russian for Cyrillic words, English otherwise; PyStemmer), so `г
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -41,6 +42,9 @@ class LexicalIndex:
     def __init__(self, ids: list[str], metadatas: list[dict[str, Any]], texts: list[str]) -> None:
         import bm25s
 
+        # bm25s sets its logger to DEBUG when imported ("Building index from tokens" on every build); only its
+        # warnings are worth a user's terminal.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         self.ids = ids
         self.metadatas = metadatas
         self.record_ids = {cid: str(m.get("record_id", cid)) for cid, m in zip(ids, metadatas, strict=False)}

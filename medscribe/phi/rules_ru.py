@@ -34,12 +34,18 @@ NON_NAMES_RU = frozenset(
     {"пол", "мир", "роза", "лев", "слава", "надежда", "любовь", "вера", "марс", "ветер", "луна", "дата"}
 )
 # Words after which the next capitalized words are a person, whatever pymorphy thinks of them.
-PERSON_CONTEXT_RE = re.compile(
+_PERSON_CONTEXT = (
     r"(?i:пациент\w*|больн(?:ой|ая|ого|ому|ую|ым|ом)|врач\w*|доктор\w*|д-р|медсестр\w*|фельдшер\w*|"
     r"лаборант\w*|рентгенолог\w*|заведующ\w*|зав\.|гр\.|граждан\w*|ФИО|Ф\.И\.О\.|подпись|исполнитель|"
     r"(?:с\s+)?(?:мужем|женой|сыном|дочерью|матерью|отцом)|мать|отец|сын|дочь|муж|жена|"
     r"консультирован\w*|направил\w*|осмотрен\w*|оператор)\s*:?\s+"
-    rf"([{_UP}]\.\s?(?:[{_UP}]\.\s?)?[{_UP}][{_LO}]+(?:-[{_UP}][{_LO}]+)?"
+)
+# The same context before a surname in capitals, as headers write it: "Пациент: ИВАНОВ", "Врач ПЕТРОВА АННА".
+PERSON_CONTEXT_CAPS_RE = re.compile(
+    _PERSON_CONTEXT + rf"([{_UP}]{{3,}}(?:-[{_UP}]{{3,}})?(?:\s+[{_UP}]{{3,}}){{0,2}})(?![\w-])"
+)
+PERSON_CONTEXT_RE = re.compile(
+    _PERSON_CONTEXT + rf"([{_UP}]\.\s?(?:[{_UP}]\.\s?)?[{_UP}][{_LO}]+(?:-[{_UP}][{_LO}]+)?"
     rf"|[{_UP}][{_LO}]+(?:-[{_UP}][{_LO}]+)?(?:\s+[{_UP}][{_LO}]+){{0,2}}(?:\s+[{_UP}]\.\s?(?:[{_UP}]\.)?)?)",
 )
 # Eponyms and capitalized non-names seen in clinical Russian; matched on the lemma's start (all cases).
@@ -211,6 +217,7 @@ CAPS_INITIALS_RE = re.compile(rf"(?<![\w-])([{_UP}]{{3,}})\s+[{_UP}]\.\s?(?:[{_U
 CAPS_PATRONYMIC_RE = re.compile(
     rf"(?<![\w-])(?:[{_UP}]{{2,}}\s+){{1,2}}[{_UP}]+(?:ОВИЧ|ЕВИЧ|ЬИЧ|ОВН|ЕВН|ИЧН)[{_UP}]{{0,3}}(?![\w])"
 )
+CAPS_RUN_RE = re.compile(rf"[{_UP}]{{3}}")
 AFTER_NUMBER_RE = re.compile(r"\d\s?$")
 INITIAL_HINT_RE = re.compile(rf"[{_UP}]\.")
 PATRONYMIC_HINT_RE = re.compile(r"ович|евич|ьич|овн|евн|ичн")
@@ -252,17 +259,18 @@ def _person_context_starts(text: str) -> list[int] | None:
     return sorted(starts)
 
 
-def _person_context_matches(text: str) -> Iterator[re.Match]:
-    """Exactly `PERSON_CONTEXT_RE.finditer(text)`, trying only the positions where a context word starts."""
+def _person_context_matches(text: str, regex: re.Pattern = PERSON_CONTEXT_RE) -> Iterator[re.Match]:
+    """Exactly `regex.finditer(text)` for a regex that starts with _PERSON_CONTEXT, trying only the positions
+    where a context word starts."""
     starts = _person_context_starts(text)
     if starts is None:
-        yield from PERSON_CONTEXT_RE.finditer(text)
+        yield from regex.finditer(text)
         return
     end = 0
     for pos in starts:
         if pos < end:
             continue  # finditer resumes after the previous match
-        m = PERSON_CONTEXT_RE.match(text, pos)
+        m = regex.match(text, pos)
         if m:
             yield m
             end = m.end()
@@ -303,6 +311,11 @@ def find_names_ru(text: str) -> Iterator[Span]:
             spans.append((m.start(), m.end(), "NAME"))
     for m in _person_context_matches(text):
         spans.append((m.start(1), m.end(1), "NAME"))
+    if CAPS_RUN_RE.search(text):
+        for m in _person_context_matches(text, PERSON_CONTEXT_CAPS_RE):
+            word = m.group(1).split()[0].split("-")[0].capitalize()  # acronyms (МРТ, УЗИ) have no name shape
+            if (word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word)) and not _is_eponym_lemma(word):
+                spans.append((m.start(1), m.end(1), "NAME"))
     for m in CAP_WORD_RE.finditer(text):
         verdict = _cap_word_verdict(m.group())
         if verdict == 0:

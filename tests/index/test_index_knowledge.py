@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from index_helpers import write_docx, write_minimal_pdf
 
@@ -100,3 +102,55 @@ def test_knowledge_index_siblings_and_document_update(make_settings, tmp_path):
     assert report.deleted >= 1 and report.embedded == 1
     docs = Retriever.open(settings).search("migraine", k=20)
     assert not any("Migraine" in h.text for h in docs)
+
+
+def test_e5_model_gets_query_prefix_for_cases_and_passage_prefix_for_chunks(minilm, make_settings, corpus,
+                                                                             tmp_path, monkeypatch):
+    """A model whose name says e5 gets `query: ` on cases and queries, `passage: ` on knowledge chunks (the
+    MiniLM weights under an e5-style folder name: the prefix choice goes by the model's name)."""
+    from medscribe.index.embed import Embedder
+
+    e5 = tmp_path / "models" / "multilingual-e5-small"
+    e5.parent.mkdir()
+    e5.symlink_to(minilm, target_is_directory=True)
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "note.txt").write_text("Liver cysts need no treatment.", encoding="utf-8")
+    seen: list[str] = []
+    original = Embedder.encode
+
+    def recording(self, texts, *args, **kwargs):
+        seen.extend(texts)
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(Embedder, "encode", recording)
+    settings = make_settings(embedding_model=str(e5), knowledge=[str(kb)])
+    report = build_index(settings, show_progress=False)
+    assert report.manifest["query_prefix"] == "query: " and report.manifest["passage_prefix"] == "passage: "
+    assert "passage: Liver cysts need no treatment." in seen
+    cases = [t for t in seen if not t.startswith("passage: ")]
+    assert cases and all(t.startswith("query: ") for t in cases)
+    seen.clear()
+    Retriever.open(settings).search("symptoms of anemia", k=1)
+    assert seen == ["query: symptoms of anemia"]
+
+
+def test_knowledge_of_every_type_is_indexed_and_retrieved(make_settings, tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.txt").write_bytes("Киста печени: контроль через шесть месяцев.".encode("cp1251"))
+    (kb / "b.md").write_text("# Anemia\n\nIron deficiency is the most common cause of anemia.", encoding="utf-8")
+    (kb / "c.html").write_text("<html><body><p>Asthma is treated with inhaled steroids.</p></body></html>",
+                               encoding="utf-8")
+    write_minimal_pdf(kb / "d.pdf", ["Migraine prevention uses beta blockers."])
+    write_docx(kb / "e.docx", ["Pneumonia is treated with antibiotics."])
+    settings = make_settings(knowledge=[str(kb)], chunk_size=200, chunk_overlap=20, hybrid=True)
+    report = build_index(settings, show_progress=False)
+    assert len(report.manifest["knowledge"]) == 5
+    retriever = Retriever.open(settings)
+    for query, name in [("контроль кисты печени", "a.txt"), ("iron deficiency anemia", "b.md"),
+                        ("inhaled steroids for asthma", "c.html"), ("beta blockers migraine", "d.pdf"),
+                        ("antibiotics for pneumonia", "e.docx")]:
+        hit = retriever.search(query, k=1)[0]
+        assert hit.metadata["kind"] == "knowledge" and name in json.dumps(hit.metadata, ensure_ascii=False), (
+            query, hit.metadata)

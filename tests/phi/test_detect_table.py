@@ -26,6 +26,8 @@ POSITIVES = [
     ("Направила врач Зарубайлова Т.С.", "Зарубайлова Т.С.", "NAME"),
     ("ФИО: СИДОРЕНКО О.П. Исследование: КТ ОГК.", "СИДОРЕНКО О.П.", "NAME"),
     ("Пациент: ПЕТРОВА АННА СЕРГЕЕВНА, 1950 г.р.", "ПЕТРОВА АННА СЕРГЕЕВНА", "NAME"),
+    ("Пациент ЧЕРНОПЯТОВ жалуется на головную боль.", "ЧЕРНОПЯТОВ", "NAME"),  # caps surname after context
+    ("Врач: КУЗНЕЦОВА МАРИНА, кабинет 12.", "КУЗНЕЦОВА МАРИНА", "NAME"),
     # names, English
     ("Seen by Dr. Whitfield in clinic.", "Whitfield", "NAME"),
     ("Report dictated by Gideon O'Sullivan, MD.", "Gideon O'Sullivan", "NAME"),
@@ -85,6 +87,10 @@ POSITIVES = [
 ]
 
 NEGATIVES = [
+    # acronyms in capitals after a person-context word are not surnames
+    "Пациенту МРТ головного мозга выполнено.",
+    "Врач УЗИ рекомендует контроль.",
+    "Пациентке ЭКГ в динамике, ОАК без особенностей.",
     # eponyms in every case
     "Признаки болезни Паркинсона.",
     "Синдром Дауна в анамнезе.",
