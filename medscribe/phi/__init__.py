@@ -3,7 +3,7 @@
     from medscribe.phi import Scrubber, audit_texts
     scrubber = Scrubber.from_settings(settings.data.phi)      # or Scrubber() for tag mode defaults
     clean = scrubber.scrub_texts(["Пациентка Петрова А.С., тел. 8 912 345-67-89"])
-    scrubber.report()   # counts only: by_type, by_language, texts_scanned, texts_changed, mode, detectors
+    scrubber.report()   # counts only: by_type, by_language, by_language_and_type, texts_scanned, ...
     audit_texts(clean)  # PhiFinding(row, type, start, end) for whatever still looks like PHI
 
 Detection is rule-based and batched (see `medscribe.phi.detect`); measured quality and speed are in
@@ -73,6 +73,7 @@ class Scrubber:
             self._ner_model = NameTagger()
         self._by_type: Counter[str] = Counter()
         self._by_language: Counter[str] = Counter()
+        self._by_language_type: Counter[str] = Counter()  # "ru.NAME": flat keys, so reports of processes sum
         self._scanned = 0
         self._changed = 0
 
@@ -114,6 +115,7 @@ class Scrubber:
                 cursor = end
                 self._by_type[kind] += 1
                 self._by_language[lang] += 1
+                self._by_language_type[f"{lang}.{kind}"] += 1
             pieces.append(text[cursor:])
             new = "".join(pieces)
             if new != text:
@@ -138,6 +140,7 @@ class Scrubber:
             return value
         self._by_type[phi_type] += 1
         self._by_language[language_of(value)] += 1
+        self._by_language_type[f"{language_of(value)}.{phi_type}"] += 1
         if self._surrogates is not None and self.modes.get(phi_type) != "tag":
             return self._surrogates.replace(value.strip(), phi_type)
         return f"[{phi_type}]"
@@ -148,6 +151,7 @@ class Scrubber:
             "enabled": self.enabled,
             "by_type": dict(sorted(self._by_type.items())),
             "by_language": dict(sorted(self._by_language.items())),
+            "by_language_and_type": dict(sorted(self._by_language_type.items())),
             "texts_scanned": self._scanned,
             "texts_changed": self._changed,
             "mode": self.mode,

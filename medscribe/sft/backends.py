@@ -181,6 +181,15 @@ def check_target_modules(model: Any, targets: list[str]) -> None:
         )
 
 
+def loaded_summary(model: Any) -> dict[str, int]:
+    """What was really loaded: 4-bit linear layers (bitsandbytes Linear4bit, also under a LoRA wrapper) and
+    parameter counts. Written to the manifest so a requested 4-bit load that did not happen is visible."""
+    four_bit = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"linear_4bit_layers": four_bit, "trainable_parameters": trainable, "parameters": total}
+
+
 def load_model(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:
     """(PEFT model ready to train, tokenizer) for the chosen backend."""
     if setup.backend == "unsloth":

@@ -113,6 +113,14 @@ def run_sft(
     except ValueError as exc:
         # e.g. PEFT refusing target modules after our check, bitsandbytes refusing this hardware
         raise RuntimeFailure(f"loading {sft.base_model} for {setup.backend} failed: {str(exc)[:200]}") from None
+    from medscribe.sft.backends import loaded_summary
+
+    loaded = loaded_summary(model)
+    if setup.quantization == "nf4" and not loaded["linear_4bit_layers"]:
+        # The backend accepted load_in_4bit but loaded full-precision weights: say so, never pass it off as QLoRA.
+        setup.quantization = "none (4-bit requested, not applied by the backend)"
+        setup.notes.append(f"{setup.backend}: sft.load_in_4bit = true, but the loaded model has no 4-bit layers")
+        say(f"[yellow]warning:[/yellow] {setup.notes[-1]}", highlight=False)
 
     from medscribe.sft.dataset import tokenize_examples
 
@@ -144,6 +152,7 @@ def run_sft(
         "base_model": sft.base_model,
         "base_model_path": model_path,
         "setup": setup.as_dict(),
+        "model": loaded,
         "settings": {"sft": sft.model_dump(mode="json"), "prompt": settings.prompt.model_dump(mode="json")},
         "data": {
             "train_file": str(Path(settings.paths.data) / "train.jsonl"),

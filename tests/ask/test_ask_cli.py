@@ -108,6 +108,7 @@ def test_batch_csv_with_column_flags(env, tmp_path, server):
         (["some text", "--input", "IN"], [{"id": "a", "input": "x"}], "either TEXT or --input"),
         (["--input", "IN", "--column", "input"], [{"id": "a", "input": "x"}], "expected FIELD=COLUMN"),
         (["   "], [], "empty"),
+        (["--input", "IN"], [], "no rows"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(env, tmp_path, args, rows, message):

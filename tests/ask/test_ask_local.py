@@ -76,3 +76,35 @@ def test_local_backend_on_cuda(tmp_path, make_settings, tiny_model_dir, adapter_
                              k=0, batch_size=2, adapter=str(adapter_dir))
     summary = run_batch(settings, path, run="gpu")
     assert summary["device"] == "cuda" and summary["answered"] == 3
+
+
+def test_adapter_flags_and_single_qa_through_the_cli(tmp_path, tiny_model_dir, adapter_dir, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from medscribe.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("MEDSCRIBE_PATHS__ASK", str(tmp_path / "ask"))
+    path = write_jsonl(tmp_path / "in.jsonl", QA_ROWS)
+    common = ["ask", "--input", str(path), "--task", "qa", "--backend", "local", "--local-model",
+              str(tiny_model_dir), "--no-rag", "--max-new-tokens", "8", "--device", "cpu"]
+    tuned = runner.invoke(app, [*common, "--adapter", str(adapter_dir), "--run", "tuned"])
+    assert tuned.exit_code == 0, tuned.output
+    monkeypatch.setenv("MEDSCRIBE_ASK__ADAPTER", str(adapter_dir))  # configured, and switched off by the flag
+    base = runner.invoke(app, [*common, "--no-adapter", "--run", "base"])
+    assert base.exit_code == 0, base.output
+    summaries = {run: json.loads((tmp_path / "ask" / run / "summary.json").read_text()) for run in ("tuned", "base")}
+    assert summaries["tuned"]["adapter"] == str(adapter_dir) and summaries["base"]["adapter"] is None
+    raws = {run: [r["raw"] for r in read_results(tmp_path / "ask" / run)] for run in ("tuned", "base")}
+    assert raws["tuned"] != raws["base"]
+    both = runner.invoke(app, [*common, "--adapter", str(adapter_dir), "--no-adapter"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+    single = runner.invoke(app, ["ask", "What is anemia?", "--task", "qa", "--specialty", "hematology",
+                                 "--backend", "local", "--local-model", str(tiny_model_dir), "--no-rag",
+                                 "--no-adapter", "--max-new-tokens", "8", "--device", "cpu", "--json"])
+    assert single.exit_code == 0, single.output
+    row = json.loads(single.stdout)
+    assert row["task"] == "qa" and row["specialty"] == "hematology" and row["completion_tokens"] <= 8

@@ -71,6 +71,7 @@ def test_batch_faults_are_retried_or_recorded(tmp_path, server, make_settings, f
         {"id": "prose", "input": "no json [[prose]]"},
         {"id": "dead", "input": "always 500 [[500]]"},
         {"id": "empty", "input": "no choices [[nochoices]]"},
+        {"id": "hung", "input": "times out every time [[timeout]]"},
     ]
     server.slow_s = 1.5  # > the 1 s client timeout
     settings = make_settings(base_url=server.base_url, k=1, concurrency=4)
@@ -85,7 +86,8 @@ def test_batch_faults_are_retried_or_recorded(tmp_path, server, make_settings, f
     assert results["prose"]["parse_ok"] is False and results["prose"]["prediction"] == results["prose"]["raw"]
     assert results["dead"]["error"].startswith("HTTP 500") and results["dead"]["prediction"] is None
     assert "no choices" in results["empty"]["error"]
-    assert summary["count"] == 10 and summary["failures"] == 2 and summary["answered"] == 8
+    assert "timed out" in results["hung"]["error"].lower() and results["hung"]["prediction"] is None
+    assert summary["count"] == 11 and summary["failures"] == 3 and summary["answered"] == 8
     assert summary["json_valid_rate"] == pytest.approx(7 / 8)
     assert summary["latency_p50_s"] is not None and summary["latency_p95_s"] >= summary["latency_p50_s"]
     log = [json.loads(x) for x in (Path(summary["run_dir"]) / "log.jsonl").read_text().splitlines()]

@@ -165,6 +165,36 @@ def test_specialty_json_files_alpaca_and_english_phi(tmp_path):
         assert value not in text, value
 
 
+def test_russian_qa_json_and_english_report_csv(tmp_path):
+    """The other two combinations of task shape and language: Russian QA by specialty, English reports."""
+    qa = tmp_path / "qa"
+    qa.mkdir()
+    (qa / "dataset_with_answers_кардиология.json").write_text(json.dumps({
+        "Что такое стенокардия?": "Боль в груди из-за недостаточного кровотока в сердце.",
+        "Пациентка Смирнова спрашивает, как снизить давление?": "Диета, нагрузка и препараты.",
+        "Чем опасна фибрилляция предсердий?": "Риском инсульта.",
+    }, ensure_ascii=False), encoding="utf-8")
+    result = run_data(settings_for(tmp_path, task="qa", inputs=[str(qa)], test_per_group=1))
+    rows = [r for rows in _splits(result.out_dir).values() for r in rows]
+    assert result.counts["rows_kept"] == 3 and {r["specialty"] for r in rows} == {"кардиология"}
+    assert "Смирнова" not in all_output_text(result.out_dir)
+    assert any("стенокардия" in r["messages"][-2]["content"] for r in rows)
+
+    report = write_csv(tmp_path / "en" / "reports.csv", ["organ", "finding", "impression"], [
+        ["liver", "A 12 mm hypodense lesion in segment 7, well defined.", "Hepatic cyst."],
+        ["brain", "Seen by Dr. Whitfield: a 5 mm T2 hyperintense focus in the frontal white matter.",
+         "Nonspecific white matter focus."],
+        ["kidney", "No hydronephrosis. A 20 mm simple cyst in the left kidney.", "Simple left renal cyst."],
+    ], sep=",")
+    settings = settings_for(tmp_path / "r", task="report", inputs=[str(report)], test_per_group=1,
+                            columns={"organ": "organ", "finding": "finding", "conclusion": "impression"})
+    result = run_data(settings)
+    rows = [r for rows in _splits(result.out_dir).values() for r in rows]
+    assert result.counts["rows_kept"] == 3 and {r["organ"] for r in rows} == {"liver", "brain", "kidney"}
+    assert "Whitfield" not in all_output_text(result.out_dir)
+    assert "12 mm" in all_output_text(result.out_dir)  # a size is not PHI
+
+
 def test_rejects_account_for_every_row_and_carry_no_raw_phi(tmp_path):
     phi_row = ["r9", "печень", "УЗИ", "Пациентка Смирнова Анна Сергеевна. В печени киста 12 мм.", "Киста печени."]
     rows = [

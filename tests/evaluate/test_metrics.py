@@ -106,3 +106,31 @@ def test_all_families_shapes():
         assert values.shape == (2,)
         assert all(0.0 <= v <= 1.0 for v in values if not math.isnan(v))
     assert set(result.corpus) == {"bleu", "chrf"}
+
+
+def test_bertscore_equals_its_definition_in_english_and_russian(minilm):
+    """BERTScore computed here by hand with transformers: greedy cosine matching of layer-6 token embeddings,
+    averaged over the tokens of one side without [CLS]/[SEP] (bert-score gives them idf weight 0 but keeps
+    them as match targets). The wrapper must give the same P, R, F1: no rescaling, no idf."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from medscribe.evaluate.semantic import bertscore
+
+    pairs = [("a small cyst in the liver", "simple hepatic cyst"), ("киста печени 12 мм", "простая киста печени")]
+    p, r, f, _ = bertscore([c for c, _ in pairs], [ref for _, ref in pairs], minilm, num_layers=6, device="cpu")
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    model = AutoModel.from_pretrained(minilm).eval()
+
+    def token_vectors(text: str) -> torch.Tensor:
+        encoded = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**encoded, output_hidden_states=True).hidden_states[6][0]
+        return hidden / hidden.norm(dim=-1, keepdim=True)
+
+    for i, (candidate, reference) in enumerate(pairs):
+        sim = token_vectors(candidate) @ token_vectors(reference).T
+        precision = sim[1:-1].max(dim=1).values.mean().item()  # each candidate word: its best reference token
+        recall = sim[:, 1:-1].max(dim=0).values.mean().item()
+        assert p[i] == pytest.approx(precision, abs=1e-4) and r[i] == pytest.approx(recall, abs=1e-4)
+        assert f[i] == pytest.approx(2 * precision * recall / (precision + recall), abs=1e-4)

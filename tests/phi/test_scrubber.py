@@ -34,6 +34,8 @@ def test_report_counts_types_languages_and_rows_without_values():
     assert report["texts_changed"] == 3
     assert report["by_type"] == {"DATE": 2, "EMAIL": 1, "ID": 1, "NAME": 3, "PHONE": 1, "SNILS": 1}
     assert report["by_language"] == {"en": 4, "ru": 5}
+    assert report["by_language_and_type"] == {"en.DATE": 1, "en.EMAIL": 1, "en.ID": 1, "en.NAME": 1,
+                                              "ru.DATE": 1, "ru.NAME": 2, "ru.PHONE": 1, "ru.SNILS": 1}
     assert report["mode"] == "tag" and report["enabled"] is True
     assert "names_ru" in report["detectors"]
     dumped = json.dumps(report, ensure_ascii=False)

@@ -70,6 +70,8 @@ def test_hf_4bit_qlora(tiny_model_dir, tmp_path):
     assert "quantization nf4" in result.output and "no eval rows" in result.output
     m = manifest(tmp_path)
     assert m["setup"]["quantization"] == "nf4" and m["result"]["global_step"] == 2
+    # the weights really are 4-bit (bitsandbytes Linear4bit under every LoRA target), not just the setting
+    assert m["model"]["linear_4bit_layers"] >= 7 * 2  # 7 projections x 2 layers of the tiny Llama
     assert (tmp_path / "sft" / "t" / "adapter" / "adapter_model.safetensors").is_file()
 
 
@@ -198,3 +200,25 @@ def test_several_processes_need_a_run_name(tiny_model_dir, tmp_path, monkeypatch
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = invoke(config)
     assert result.exit_code == 2 and "name the run with --run" in result.output
+
+
+def test_wandb_only_when_asked_and_then_it_needs_the_package(tiny_model_dir, tmp_path):
+    from medscribe.settings import load_settings
+
+    assert load_settings().sft.report_to == "tensorboard"  # the default never talks to W&B
+    write_data(tmp_path)
+    result = invoke(write_config(tmp_path, tiny_model_dir, report_to="wandb"))
+    assert result.exit_code == 2, result.output
+    assert "pip install wandb" in result.output and "Traceback" not in result.output
+
+
+def test_gguf_export_off_gpu_says_what_to_do_instead():
+    from medscribe.sft.backends import Setup
+    from medscribe.sft.merge import export_gguf
+
+    said: list[str] = []
+    setup = Setup(backend="hf", reason="test", device="cpu", precision="fp32", quantization="none")
+    result = export_gguf(None, None, None, setup, "q4_k_m", lambda text, **_: said.append(text))
+    assert result == "skipped: needs the unsloth backend on a CUDA GPU"
+    assert "convert_hf_to_gguf.py" in said[0] and "Q4_K_M" in said[0]
+    assert export_gguf(None, None, None, setup, None, said.append) is None  # not asked: nothing said

@@ -14,7 +14,7 @@ import sys
 import pytest
 from sft_helpers import write_config, write_data
 
-pytest.importorskip("unsloth", reason="unsloth not installed (make install-unsloth-cpu)")
+pytest.importorskip("unsloth", reason="unsloth not installed (make install puts it in .venv, see docs/sft.md)")
 
 CLI = "from medscribe.cli import app; app()"
 
@@ -35,6 +35,7 @@ def test_unsloth_backend_trains_on_cpu(tiny_model_dir, tmp_path, four_bit):
     m = json.loads((tmp_path / "sft" / "t" / "training_config.json").read_text())
     assert m["setup"]["backend"] == "unsloth"
     assert m["setup"]["quantization"] == ("nf4" if four_bit else "none")
+    assert (m["model"]["linear_4bit_layers"] > 0) == four_bit  # what was loaded, not only what was asked
     assert m["versions"]["unsloth"] and m["result"]["global_step"] == 2
     adapter = json.loads((tmp_path / "sft" / "t" / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and set(adapter["target_modules"]) >= {"q_proj", "down_proj"}
