@@ -10,9 +10,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONFIG ?= examples/demo.toml
-# `make ask` answers INPUT; `make eval` compares RUNS
-INPUT ?= artifacts/demo/data/test.jsonl
-RUNS ?= artifacts/demo/ask/base-norag artifacts/demo/ask/tuned-rag
+# `make ask` answers INPUT; `make eval` compares RUNS. Defaults follow paths.* of the demo config or, for any
+# other CONFIG, of medscribe.toml (artifacts/...); pass INPUT=/RUNS= when your config writes elsewhere.
+ART := $(if $(filter examples/demo.toml,$(CONFIG)),artifacts/demo,artifacts)
+INPUT ?= $(ART)/data/test.jsonl
+RUNS ?= $(ART)/ask/base-norag $(ART)/ask/tuned-rag
 MEDSCRIBE := $(VENV)/bin/medscribe
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 UNSLOTH_CPU := unsloth==2026.10.9 unsloth_zoo==2026.10.9

@@ -187,6 +187,10 @@ class SftSection(Section):
     merge_dtype: Literal["bf16", "fp16"] = "bf16"
     # GGUF quantization for the merged model (e.g. "q4_k_m"); needs the unsloth backend on a CUDA GPU.
     gguf_quantization: str | None = None
+    # `medscribe sft remote`: an OpenAI-compatible fine-tuning API (None: ask.base_url; key: ask.api_key).
+    remote_base_url: str | None = None
+    remote_model: str = "gpt-4o-mini-2024-07-18"
+    remote_poll_s: float = Field(default=30.0, gt=0)
 
 
 EvalMetric = Literal[

@@ -1,4 +1,5 @@
-"""`medscribe sft` (train a LoRA adapter) and `medscribe sft merge ADAPTER --out DIR` (merge it into 16-bit).
+"""`medscribe sft` (train a LoRA adapter), `medscribe sft merge ADAPTER --out DIR` (merge it into 16-bit) and
+`medscribe sft remote --run NAME` (a job on an OpenAI-compatible fine-tuning API).
 
 Thin: parses flags, loads settings, calls `medscribe.sft.run_sft` / `merge_adapter`. See docs/sft.md.
 """
@@ -61,6 +62,25 @@ def command(
     manifest = run_sft(settings, resume=resume, merge=merge, console=console)
     if manifest["is_main_process"]:  # one table under torchrun, not one per rank
         console.print(summary_table(manifest))
+
+
+@app.command("remote")
+@handle_errors
+def remote_command(
+    ctx: typer.Context,
+    run: str = typer.Option(..., "--run", help="Run folder under paths.sft: holds job.json; rerun it to poll."),
+    model: str | None = typer.Option(None, "--model", help="Base model of the job (sft.remote_model)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Fine-tuning API (sft.remote_base_url)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Poll until the job ends (else start it and return)."),
+    rag_context: bool | None = typer.Option(None, "--rag/--no-rag", help="Retrieved cases in training prompts."),
+) -> None:
+    """Fine-tune on an OpenAI-compatible fine-tuning API: upload train/eval, start the job, poll it."""
+    settings = load_settings(ctx, {"sft": {"remote_model": model, "remote_base_url": base_url,
+                                           "rag_context": rag_context}})
+    from medscribe.sft.remote import run_remote
+
+    record = run_remote(settings, run=run, wait=wait, console=console)
+    console.print_json(data={k: v for k, v in record.items() if v is not None})
 
 
 @app.command("merge")
