@@ -86,7 +86,7 @@ def score_runs(runs: list[RunData], settings, step: Step | None = None) -> tuple
 
     for run, scores in zip(runs, all_scores, strict=False):
         scores.per_row.update(json_validity(run))
-        scores.per_row.update(field_accuracy(run))
+        scores.per_row.update(field_accuracy(run, notes.skipped))
         if embedder is not None and "organ_cosine" in families:
             scores.per_row.update(organ_cosine(run, embedder, cfg.organ_match_threshold))
         scores.per_row.update(retrieval_metrics(run, cfg.retrieval_k))

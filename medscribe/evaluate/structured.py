@@ -30,16 +30,21 @@ def _predicted(parsed: dict | None, field_name: str) -> Any:
     return parsed.get(field_name) if isinstance(parsed, dict) else None
 
 
-def field_accuracy(run: RunData) -> dict[str, np.ndarray]:
-    """Accuracy of has_finding / organ / modality in the parsed answer against the reference fields."""
+def field_accuracy(run: RunData, skipped: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Accuracy of has_finding / organ / modality in the parsed answer against the reference fields.
+
+    A field that no answer of the run fills (null or absent everywhere: the prompt did not ask for it) is not
+    scored, and `skipped` gets the reason: a column of zeros would read as a model that gets organs wrong."""
     out: dict[str, np.ndarray] = {}
     if all(p is None for p in run.parsed):
         return out
     for field_name, references in run.ref_fields.items():
         if all(ref is None for ref in references):
             continue
-        if field_name != "organ" and not any(isinstance(p, dict) and field_name in p for p in run.parsed):
-            # The answer schema of this run has no such field (e.g. a prompt without modality): nothing to score.
+        if not any(_predicted(p, field_name) is not None for p in run.parsed):
+            if skipped is not None:
+                skipped[f"{field_name}_acc ({run.name})"] = (
+                    f"no answer fills {field_name!r} (the prompt does not ask for it)")
             continue
         values = []
         for ref, parsed in zip(references, run.parsed, strict=False):

@@ -140,3 +140,13 @@ def test_group_scores_weakest_and_recommendations():
     assert rec["train_fractions"] == {"cardio": 0.5, "neuro": 0.75, "onco": 1.0}
     few = recommend_fractions(table, "acc", min_fraction=0.5, min_size=4)
     assert set(few["train_fractions"].values()) == {1.0}  # too few rows everywhere: keep all data
+
+
+def test_a_field_no_answer_fills_is_not_scored_and_says_why():
+    run = make_run(parsed=[{"result": "x", "organ": None}, {"result": "y"}], parse_ok=[True, True],
+                   organs=["печень", "почки"], has_finding=[True, None])
+    skipped: dict[str, str] = {}
+    acc = field_accuracy(run, skipped)
+    assert "organ_acc" not in acc and "has_finding_acc" not in acc
+    assert skipped == {"organ_acc (r)": "no answer fills 'organ' (the prompt does not ask for it)",
+                       "has_finding_acc (r)": "no answer fills 'has_finding' (the prompt does not ask for it)"}
