@@ -53,7 +53,7 @@ def main() -> int:
     print(f"trl --help:       median {trl * 1000:.0f} ms over {args.runs} runs")
     print(f"heavy modules imported by `import medscribe.cli`: {heavy or 'none'}")
     ok = ratio <= TARGET and not heavy
-    print(f"startup ratio medscribe/trl: {ratio:.2f} (target <= {TARGET}) {'PASS' if ok else 'FAIL'}")
+    print(f"startup ratio medscribe/trl: {ratio:.3f} (target <= {TARGET}) {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 

@@ -4,8 +4,6 @@ Kept thin and import-light: stage commands live in `medscribe.commands.*` and im
 (and torch, transformers, chromadb, ...) only when they run.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

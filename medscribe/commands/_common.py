@@ -1,9 +1,6 @@
 """What every command shares: consoles, settings loading from the global options, error handling."""
 
-from __future__ import annotations
-
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,9 +9,6 @@ from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
-
-# bitsandbytes warns on every import on a CPU that an optional fast kernel package is missing; it changes nothing.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,8 +36,13 @@ def handle_errors(func: F) -> F:
 
 def load_settings(ctx: typer.Context, flags: dict[str, Any] | None = None):
     """Settings for this invocation: the global --config plus this command's flags (highest precedence)."""
+    import logging
+
     from medscribe.settings import load_settings as _load
 
+    # Every command loads settings before its heavy imports: the place to quiet what is only noise.
+    # bitsandbytes warns on every import on a CPU that an optional fast kernel package is missing.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     obj = ctx.find_root().obj or {}
     return _load(obj.get("config"), flags=flags)
 
@@ -53,6 +52,8 @@ def verbose(ctx: typer.Context) -> bool:
 
 
 def setup_logging(ctx: typer.Context) -> None:
+    import logging
+
     level = logging.DEBUG if verbose(ctx) else logging.WARNING
     from rich.logging import RichHandler
 

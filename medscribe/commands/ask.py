@@ -3,9 +3,6 @@
 Thin: parses flags, loads settings, calls `medscribe.ask.ask_one` or `medscribe.ask.run_batch`.
 """
 
-from __future__ import annotations
-
-import json
 from pathlib import Path
 
 import typer
@@ -83,6 +80,8 @@ def command(
 
         row = ask_one(settings, text or "", organ=organ, modality=modality, specialty=specialty)
         if as_json:
+            import json
+
             typer.echo(json.dumps({k: v for k, v in row.items() if k != "messages"}, ensure_ascii=False))
         else:
             console.print(answer_panel(row))

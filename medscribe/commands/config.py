@@ -1,7 +1,5 @@
 """`medscribe config show` and `medscribe config init [PATH]`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

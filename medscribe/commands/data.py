@@ -4,8 +4,6 @@
     medscribe data --phi-audit artifacts/data/train.jsonl --phi-audit notes.txt   # exit 1 if PHI found
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

@@ -1,7 +1,5 @@
 """`medscribe doctor`: is this machine ready to run the configured pipeline?"""
 
-from __future__ import annotations
-
 import typer
 
 from medscribe.commands._common import console, handle_errors, load_settings

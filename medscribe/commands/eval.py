@@ -5,8 +5,6 @@
     medscribe eval preds.csv --prediction-column answer --reference-column gold --metrics exact_match,rouge
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

@@ -8,9 +8,6 @@ With only `--query` the existing index is queried (nothing is rebuilt); with `--
 `--prune` as well, it is updated first.
 """
 
-from __future__ import annotations
-
-import json
 from pathlib import Path
 
 import typer
@@ -24,6 +21,8 @@ def parse_filters(items: list[str] | None) -> dict | None:
 
     if not items:
         return None
+    import json
+
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")

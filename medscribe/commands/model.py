@@ -1,7 +1,5 @@
 """`medscribe model import-gguf`: a GGUF file -> a normal HF model folder (cached)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

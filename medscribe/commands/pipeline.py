@@ -1,7 +1,5 @@
 """`medscribe pipeline`: every stage in order on the configured data (what `make demo` runs)."""
 
-from __future__ import annotations
-
 import typer
 
 from medscribe.commands._common import console, handle_errors, load_settings, setup_logging

@@ -4,8 +4,6 @@
 Thin: parses flags, loads settings, calls `medscribe.sft.run_sft` / `merge_adapter`. See docs/sft.md.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

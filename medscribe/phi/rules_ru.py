@@ -42,7 +42,8 @@ _PERSON_CONTEXT = (
 )
 # The same context before a surname in capitals, as headers write it: "Пациент: ИВАНОВ", "Врач ПЕТРОВА АННА".
 PERSON_CONTEXT_CAPS_RE = re.compile(
-    _PERSON_CONTEXT + rf"([{_UP}]{{3,}}(?:-[{_UP}]{{3,}})?(?:\s+[{_UP}]{{3,}}){{0,2}})(?![\w-])"
+    # 4+ letters: the 3-letter capitals after such words are document acronyms ("Данные пациента: ИНН ...").
+    _PERSON_CONTEXT + rf"([{_UP}]{{4,}}(?:-[{_UP}]{{3,}})?(?:\s+[{_UP}]{{3,}}){{0,2}})(?![\w-])"
 )
 PERSON_CONTEXT_RE = re.compile(
     _PERSON_CONTEXT + rf"([{_UP}]\.\s?(?:[{_UP}]\.\s?)?[{_UP}][{_LO}]+(?:-[{_UP}][{_LO}]+)?"
@@ -218,6 +219,12 @@ CAPS_PATRONYMIC_RE = re.compile(
     rf"(?<![\w-])(?:[{_UP}]{{2,}}\s+){{1,2}}[{_UP}]+(?:ОВИЧ|ЕВИЧ|ЬИЧ|ОВН|ЕВН|ИЧН)[{_UP}]{{0,3}}(?![\w])"
 )
 CAPS_RUN_RE = re.compile(rf"[{_UP}]{{3}}")
+_VOWELS_RU = set("аеёиоуыэюя")
+
+
+def _pronounceable(word: str) -> bool:
+    """A word with a vowel in every four letters: surnames are (ИВАНОВ, ШМИДТ), acronyms mostly not (ФГДС, МСКТ)."""
+    return sum(ch in _VOWELS_RU for ch in word.lower()) * 4 >= len(word)
 AFTER_NUMBER_RE = re.compile(r"\d\s?$")
 INITIAL_HINT_RE = re.compile(rf"[{_UP}]\.")
 PATRONYMIC_HINT_RE = re.compile(r"ович|евич|ьич|овн|евн|ичн")
@@ -314,7 +321,9 @@ def find_names_ru(text: str) -> Iterator[Span]:
     if CAPS_RUN_RE.search(text):
         for m in _person_context_matches(text, PERSON_CONTEXT_CAPS_RE):
             word = m.group(1).split()[0].split("-")[0].capitalize()  # acronyms (МРТ, УЗИ) have no name shape
-            if (word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word)) and not _is_eponym_lemma(word):
+            if word.lower() in NON_NAMES_RU or _is_eponym_lemma(word) or not _pronounceable(word):
+                continue
+            if word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word):
                 spans.append((m.start(1), m.end(1), "NAME"))
     for m in CAP_WORD_RE.finditer(text):
         verdict = _cap_word_verdict(m.group())
