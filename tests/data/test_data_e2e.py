@@ -279,6 +279,10 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_file(tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"question": "q", "answer": "a"}\n{"question": \n', encoding="utf-8")
     _one_line_error(invoke("data", "--input", str(broken), "--task", "qa", "--out", out), "broken.jsonl:2")
+    broken_json = tmp_path / "dataset_with_answers_cardiology.json"
+    broken_json.write_text('{"What is angina?": "Chest pain.",\n "What is', encoding="utf-8")
+    _one_line_error(invoke("data", "--input", str(broken_json), "--task", "qa", "--out", out),
+                    "dataset_with_answers_cardiology.json:2")
     cp = write_csv(tmp_path / "cp.csv", RU_HEADER, RU_ROWS, encoding="cp1251")
     config_utf8 = write_config(tmp_path / "utf8.toml", config.read_text().replace(
         'task = "report"', 'task = "report"\nencoding = "utf-8"'))

@@ -56,9 +56,11 @@ POSITIVES = [
     ("International: +44 20 7946 0958.", "+44 20 7946 0958", "PHONE"),
     # contacts
     ("Почта: ivanova78@mail.ru.", "ivanova78@mail.ru", "EMAIL"),
+    ("Contact: j.whitfield@stbrendan.org for the images.", "j.whitfield@stbrendan.org", "EMAIL"),
     ("Images at https://pacs.rivermed.org/study/123456 today.", "https://pacs.rivermed.org/study/123456", "URL"),
     ("Снимки на www.zdravitsa-med.ru.", "www.zdravitsa-med.ru", "URL"),
     ("Sent from workstation 192.168.14.7.", "192.168.14.7", "IP"),
+    ("Снимки загружены с рабочей станции 10.20.30.40.", "10.20.30.40", "IP"),
     # Russian national identifiers (valid checksums)
     ("СНИЛС 112-233-445 95.", "112-233-445 95", "SNILS"),
     ("Страховой номер 112-233-445 95 в направлении.", "112-233-445 95", "SNILS"),
@@ -94,6 +96,11 @@ NEGATIVES = [
     "Пациенту ФГДС и МСКТ ОГК назначены.",
     # eponyms in every case
     "Признаки болезни Паркинсона.",
+    "Пациент с болезнью Паркинсона, тремор покоя.",
+    "Наблюдается по поводу болезни Крона с 2019 года.",
+    "Исключить лимфому Ходжкина.",
+    "Parkinson's disease with resting tremor.",
+    "Follow-up of Hodgkin lymphoma after chemotherapy.",
     "Синдром Дауна в анамнезе.",
     "У ребенка с синдромом Дауна порок сердца.",
     "Катетеризация по Сельдингеру.",
@@ -111,6 +118,8 @@ NEGATIVES = [
     "Образование 3.5 x 2.1 см в правой доле.",
     "Узел 12 мм, TI-RADS 4.",
     "BI-RADS 4A lesion measuring 8 x 6 mm.",
+    "Образование правой молочной железы 9 мм, BI-RADS 3.",
+    "Thyroid nodule 14 mm, TI-RADS 3.",
     "Hb 135 g/L, WBC 6.2 x 10^9/L, glucose 5.2 mmol/L.",
     "Гемоглобин 135 г/л, глюкоза 5.2 ммоль/л.",
     "АД 120/80 мм рт. ст., ЧСС 72 уд/мин.",
