@@ -65,7 +65,7 @@ def run_remote(
     poll_s: float | None = None,
 ) -> dict[str, Any]:
     """Start (or pick up) the remote job of run `paths.sft/<run>`; returns the job record (also job.json)."""
-    from medscribe.sft.train import _examples, pick_run_dir
+    from medscribe.sft.train import pick_run_dir
 
     sft = settings.sft
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -76,7 +76,7 @@ def run_remote(
     secrets = [settings.ask.api_key.get_secret_value() if settings.ask.api_key else None]
     try:
         if not record.get("job_id"):
-            record = _start(settings, client, run_dir, record, retriever, say, _examples)
+            record = _start(settings, client, run_dir, record, retriever, say)
             atomic_write_json(job_file, record)
         else:
             say(f"picking up job {record['job_id']} ({job_file})", highlight=False)
@@ -105,10 +105,12 @@ def run_remote(
     return record
 
 
-def _start(settings: Any, client: Any, run_dir: Path, record: dict, retriever: Any, say: Any, examples_of) -> dict:
+def _start(settings: Any, client: Any, run_dir: Path, record: dict, retriever: Any, say: Any) -> dict:
     """Write the chat files, upload them (once: ids are kept in the record), create the job."""
+    from medscribe.sft.train import training_examples
+
     sft = settings.sft
-    examples = examples_of(settings, run_dir, retriever, reuse=True, is_main=True)
+    examples = training_examples(settings, run_dir, retriever, reuse=True, is_main=True)
     (train, _), (evaluation, _) = examples["train"], examples["eval"]
     if not train:
         raise UsageError(f"{Path(settings.paths.data) / 'train.jsonl'}: no training rows")

@@ -93,7 +93,7 @@ def run_sft(
         raise UsageError(
             f"{run_dir}: this run already has checkpoints; continue it with --resume or pick another --run"
         )
-    examples = _examples(settings, run_dir, retriever, reuse=resume, is_main=is_main)
+    examples = training_examples(settings, run_dir, retriever, reuse=resume, is_main=is_main)
     (train_examples, train_stats), (eval_examples, eval_stats) = examples["train"], examples["eval"]
 
     say(
@@ -199,7 +199,7 @@ def run_sft(
     return manifest
 
 
-def _examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool, is_main: bool) -> dict:
+def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool, is_main: bool) -> dict:
     """Chat examples for train and eval, cached in <run>/examples.json.
 
     The cache makes a resumed run train on exactly the prompts (and retrieved context) it started with, and
