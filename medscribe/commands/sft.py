@@ -1,7 +1,8 @@
 """`medscribe sft` (train a LoRA adapter), `medscribe sft merge ADAPTER --out DIR` (merge it into 16-bit) and
 `medscribe sft remote --run NAME` (a job on an OpenAI-compatible fine-tuning API).
 
-Thin: parses flags, loads settings, calls `medscribe.sft.run_sft` / `merge_adapter`. See docs/sft.md.
+Thin: parses flags, loads settings, calls `medscribe.sft.run_sft` / `merge_adapter` /
+`medscribe.sft.remote.run_remote`. See docs/sft.md.
 """
 
 from pathlib import Path

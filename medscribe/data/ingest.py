@@ -176,22 +176,29 @@ def _read_csv(path: Path, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
         raise UsageError(f"{path}: file is empty")
     text, encoding = decode_bytes(raw, path, data_settings.encoding)
     separator = sniff_separator(text, data_settings.csv_separator)
-    ragged: list[int] = []
-    for truncate in (False, True):
+    data = text.encode("utf-8")
+
+    def read(truncate_ragged: bool) -> pl.DataFrame:
         try:
-            frame = pl.read_csv(
-                io.BytesIO(text.encode("utf-8")), separator=separator, infer_schema=False,
-                truncate_ragged_lines=truncate, raise_if_empty=True, row_index_name="_row", row_index_offset=2,
+            return pl.read_csv(
+                io.BytesIO(data), separator=separator, infer_schema=False, truncate_ragged_lines=truncate_ragged,
+                raise_if_empty=True, row_index_name="_row", row_index_offset=2,
             )
-            break
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            ragged = [] if truncate else ragged_rows(text, separator)
-            if not ragged:
-                # The library's message may quote the offending line (PHI): name only the error class.
-                raise UsageError(
-                    f"{path}: cannot parse as CSV with separator {separator!r} ({type(exc).__name__})") from None
-    # Rows with more fields than the header: polars would cut the extra fields off silently; they are marked
-    # here and rejected as `ragged_row` by the clean step (a shifted row is not data to train on).
+            # The library's message may quote the offending line (PHI): name only the error class.
+            raise UsageError(
+                f"{path}: cannot parse as CSV with separator {separator!r} ({type(exc).__name__})") from None
+
+    # Rows with more fields than the header: polars would cut the extra fields off silently, so the strict read
+    # comes first; when it refuses, those rows are found, marked and rejected as `ragged_row` by the clean step
+    # (a shifted row is not data to train on).
+    try:
+        frame, ragged = read(truncate_ragged=False), []
+    except UsageError:
+        ragged = ragged_rows(text, separator)
+        if not ragged:
+            raise
+        frame = read(truncate_ragged=True)
     frame = frame.with_columns(pl.col("_row").is_in(ragged).alias("_ragged"))
     frame = frame.rename({c: c.strip() for c in frame.columns if c != "_row"})
     info = FileInfo(path.name, "csv", frame.height, encoding=encoding, separator=separator)

@@ -225,6 +225,13 @@ _VOWELS_RU = set("аеёиоуыэюя")
 def _pronounceable(word: str) -> bool:
     """A word with a vowel in every four letters: surnames are (ИВАНОВ, ШМИДТ), acronyms mostly not (ФГДС, МСКТ)."""
     return sum(ch in _VOWELS_RU for ch in word.lower()) * 4 >= len(word)
+
+
+def _caps_word_is_name(word: str) -> bool:
+    """A word written in capitals, title-cased (`Иванов`): a dictionary name or a surname shape, not an eponym."""
+    return (word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word) is not None) and not _is_eponym_lemma(word)
+
+
 AFTER_NUMBER_RE = re.compile(r"\d\s?$")
 INITIAL_HINT_RE = re.compile(rf"[{_UP}]\.")
 PATRONYMIC_HINT_RE = re.compile(r"ович|евич|ьич|овн|евн|ичн")
@@ -309,7 +316,7 @@ def find_names_ru(text: str) -> Iterator[Span]:
                 spans.append((m.start(), m.end(), "NAME"))
     for m in CAPS_INITIALS_RE.finditer(text):
         word = m.group(1).capitalize()  # acronyms ("ОБП В.В.") are unknown words: ask for a name or surname shape
-        if (word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word)) and not _is_eponym_lemma(word):
+        if _caps_word_is_name(word):
             spans.append((m.start(), m.end(), "NAME"))
     for m in CAPS_PATRONYMIC_RE.finditer(text):
         spans.append((m.start(), m.end(), "NAME"))
@@ -321,9 +328,7 @@ def find_names_ru(text: str) -> Iterator[Span]:
     if CAPS_RUN_RE.search(text):
         for m in _person_context_matches(text, PERSON_CONTEXT_CAPS_RE):
             word = m.group(1).split()[0].split("-")[0].capitalize()  # acronyms (МРТ, УЗИ) have no name shape
-            if word.lower() in NON_NAMES_RU or _is_eponym_lemma(word) or not _pronounceable(word):
-                continue
-            if word_kind(word)[0] == "name" or SURNAME_SHAPE_RE.search(word):
+            if word.lower() not in NON_NAMES_RU and _pronounceable(word) and _caps_word_is_name(word):
                 spans.append((m.start(1), m.end(1), "NAME"))
     for m in CAP_WORD_RE.finditer(text):
         verdict = _cap_word_verdict(m.group())
