@@ -106,6 +106,9 @@ class IndexSection(Section):
     server_url: str | None = None
     batch_size: int = Field(default=64, ge=1)
     device: str = "auto"
+    # Where Chroma writes run during a build: "auto" = a child process for large embedded builds (Chroma
+    # holds the GIL while it writes, see index/writer.py), a thread otherwise; "thread" if processes are barred.
+    writer: Literal["auto", "process", "thread"] = "auto"
     knowledge: list[str] = Field(default_factory=list)
     chunk_size: int = Field(default=800, ge=50)
     chunk_overlap: int = Field(default=100, ge=0)

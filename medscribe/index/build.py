@@ -17,6 +17,7 @@ Cases are embedded with the QUERY prefix (finding-to-finding retrieval is symmet
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,15 +27,19 @@ from medscribe.errors import UsageError
 from medscribe.index import store
 from medscribe.index.embed import Embedder
 from medscribe.index.knowledge import expand_sources, load_chunks
+from medscribe.index.writer import ProcessWriter, ThreadWriter
 from medscribe.io import atomic_write_jsonl, sha256_file, sha256_text
 
 CASE_FIELDS = ("answer", "task", "specialty", "organ", "modality", "source", "split")
 RETRIEVABLE_SPLITS = {None, "train"}
 WRITE_BLOCK = 2048  # vectors per Chroma write (Chroma's max batch is ~5461)
-# Write block i while block i+1 is embedded. Measured on 2 CPU cores, 6000 MedQuAD questions: build at 81 %
-# of raw encode speed with background writes, 66 % with writes in line (Chroma's HNSW/SQLite insert costs
-# ~20 % of MiniLM's CPU encode time). False only to measure that difference.
-BACKGROUND_WRITES = True
+# Entries from which an embedded build writes in a child process: its start (~1.5 s of imports) costs more
+# than it saves on small updates.
+PROCESS_WRITER_MIN = 4096
+# While the writer process has no core of its own, encode in calls of this many batches and check between
+# them whether it is still writing (see _threads_while_writing). 16k MedQuAD questions on 2 cores: 88 % of
+# raw encode speed with 1 (and the child pinned to one core), 85-86 % with 4.
+SHARED_CORE_BATCHES = 1
 
 
 @dataclass
@@ -223,9 +228,14 @@ def build_index(
                     embedder.identity, embedder.dimension, embedder.query_prefix, embedder.passage_prefix
                 ),
             )
+        writer = None
         if plan["embed"]:
             _check_dimension(collection, embedder, where)
-            report.encoded = _embed_and_write(collection, plan["embed"], embedder, show_progress)
+            writer = _open_writer(settings, collection, len(plan["embed"]), embedder)
+            report.encoded = _embed_and_write(collection, plan["embed"], embedder, show_progress, writer)
+            if isinstance(writer, ProcessWriter):  # our handles predate the child's rows: reopen (writer.py)
+                client = store.reopen_client(settings)
+                collection = store.get_collection(client, idx.collection)
         for start in range(0, len(plan["update"]), WRITE_BLOCK):
             block = plan["update"][start : start + WRITE_BLOCK]
             # Same id means same text: only the payload changed (passing documents would make Chroma embed).
@@ -243,6 +253,8 @@ def build_index(
         report.entries = collection.count() if collection is not None else 0
         report.seconds = round(time.perf_counter() - started, 3)
         report.manifest = _manifest(settings, embedder, collection, corpus_info, documents, report)
+        # Where this run's Chroma writes ran (index/writer.py); None when nothing needed embedding.
+        report.manifest["writer"] = None if writer is None else writer.kind
         store.write_manifest(index_dir, report.manifest)
     return report
 
@@ -306,16 +318,15 @@ def _check_dimension(collection, embedder: Embedder, where: str) -> None:
         )
 
 
-def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_progress: bool) -> int:
-    """Embed in length-sorted blocks (little padding) and write each block as soon as it is embedded.
+def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_progress: bool, writer) -> int:
+    """Embed in length-sorted blocks (little padding) and hand each block to `writer` as soon as it is embedded.
 
     Identical texts are embedded once and their vector shared: clinical corpora repeat texts a lot ("no
-    pathology found"), MedQuAD repeats 9 % of its questions. The Chroma write of block i runs in a background
-    thread while block i+1 is embedded; at most one write is pending, so memory stays flat, and every
+    pathology found"), MedQuAD repeats 9 % of its questions. Block i is written (writer.py: a child process
+    or a thread) while block i+1 is embedded; at most one block is pending, so memory stays flat, and every
     finished block is on disk, so a killed build resumes where it stopped. Returns the texts encoded.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
+    import numpy as np
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -324,29 +335,65 @@ def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_pro
         by_text.setdefault((e.kind, e.text), []).append(e)
     keys = sorted(by_text, key=lambda key: len(key[1]), reverse=True)
     columns = [TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with (
-        Progress(*columns, console=Console(stderr=True), disable=not show_progress) as progress,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-writer") as writer,
-    ):
+    share = _threads_while_writing(embedder) if isinstance(writer, ProcessWriter) else None
+    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as progress, writer:
         task = progress.add_task("embed", total=len(todo))
-        pending = None
-        for start in range(0, len(keys), WRITE_BLOCK):
-            block = keys[start : start + WRITE_BLOCK]
-            entries, vectors = [], []
-            for key, vector in zip(block, _embed_texts(block, embedder), strict=True):
-                entries += by_text[key]
-                vectors += [vector] * len(by_text[key])
-            if pending is not None:
-                pending.result()  # re-raises a failed write here
-            if not BACKGROUND_WRITES:
-                _write_entries(collection, entries, vectors)
-                progress.advance(task, len(entries))
-                continue
-            pending = writer.submit(_write_entries, collection, entries, vectors)
-            pending.add_done_callback(lambda _f, n=len(entries): progress.advance(task, n))
-        if pending is not None:
-            pending.result()
+        try:
+            for start in range(0, len(keys), WRITE_BLOCK):
+                block = keys[start : start + WRITE_BLOCK]
+                entries, vectors = [], []
+                for key, vector in zip(block, _encode_block(block, embedder, writer, share), strict=True):
+                    entries += by_text[key]
+                    vectors += [vector] * len(by_text[key])
+                # One submit per block, also when shared vectors make it longer: the writer cuts it into
+                # `add`s of WRITE_BLOCK rows, and the encoder never waits between the parts.
+                writer.submit(
+                    [e.chroma_id for e in entries],
+                    np.stack(vectors),  # one array pickles to the child in a blink, 2,048 small ones do not
+                    [e.text for e in entries],
+                    [e.metadata for e in entries],
+                )
+                progress.update(task, completed=writer.written)
+            writer.wait()
+            progress.update(task, completed=writer.written)
+        finally:
+            if share is not None:
+                import torch
+
+                torch.set_num_threads(share[0])
     return len(keys)
+
+
+def _threads_while_writing(embedder: Embedder) -> tuple[int, int] | None:
+    """(torch threads, threads while the writer process works) for a CPU encoder with no spare core, else None.
+
+    torch takes every core by default; a writer process then preempts its threads, and every op waits for
+    the slowest one (measured on 2 cores: +6 s of encoder CPU over 16k texts). One thread fewer while a block
+    is written gives the child a core of its own (it is pinned to one, see `_open_writer`): 16k MedQuAD
+    questions in 27 s instead of 31 s.
+    """
+    import torch
+
+    device = getattr(embedder.model, "device", None)
+    if device is None or device.type != "cpu":
+        return None  # a GPU encoder leaves the CPU cores to the writer
+    threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (threads, threads - 1) if 1 < threads and cores <= threads else None
+
+
+def _encode_block(keys: list[tuple[str, str]], embedder: Embedder, writer, share) -> list:
+    if share is None:
+        return _embed_texts(keys, embedder)
+    import torch
+
+    threads, fewer = share
+    step = embedder.batch_size * SHARED_CORE_BATCHES
+    vectors: list = []
+    for start in range(0, len(keys), step):  # look at the writer every few batches
+        torch.set_num_threads(fewer if writer.busy else threads)
+        vectors += _embed_texts(keys[start : start + step], embedder)
+    return vectors
 
 
 def _embed_texts(keys: list[tuple[str, str]], embedder: Embedder) -> list:
@@ -360,17 +407,17 @@ def _embed_texts(keys: list[tuple[str, str]], embedder: Embedder) -> list:
     return vectors
 
 
-def _write_entries(collection, entries: list[Entry], vectors: list) -> None:
-    # `add`, not `upsert`: the plan only holds ids the index lacks (and the writer lock keeps it so);
-    # upsert would look every id up first (~20 % slower).
-    for start in range(0, len(entries), WRITE_BLOCK):
-        block = entries[start : start + WRITE_BLOCK]
-        collection.add(
-            ids=[e.chroma_id for e in block],
-            embeddings=vectors[start : start + WRITE_BLOCK],
-            documents=[e.text for e in block],
-            metadatas=[e.metadata for e in block],
-        )
+def _open_writer(settings, collection, entries: int, embedder: Embedder):
+    """A child process for large embedded builds (Chroma holds the GIL while it writes), else a thread."""
+    mode = settings.index.writer
+    if mode == "auto":
+        mode = "process" if not settings.index.server_url and entries >= PROCESS_WRITER_MIN else "thread"
+    if mode == "process" and not settings.index.server_url:
+        # No spare core: the child gets the last one, which the encoder frees while a block is written.
+        pin = hasattr(os, "sched_getaffinity") and _threads_while_writing(embedder) is not None
+        cpu = max(os.sched_getaffinity(0)) if pin else None
+        return ProcessWriter(settings.paths.index, collection.name, WRITE_BLOCK, cpu=cpu)
+    return ThreadWriter(collection, WRITE_BLOCK)
 
 
 def _manifest(settings, embedder, collection, corpus_info, documents, report) -> dict[str, Any]:

@@ -66,6 +66,18 @@ def open_client(settings):
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
 
 
+def reopen_client(settings):
+    """A fresh client after another process wrote the embedded index (index/writer.py).
+
+    Chroma's local bindings are shared per process and keep the HNSW graph they loaded, so the cache is
+    dropped first. Handles opened before keep working but see the index as it was when they loaded it.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    return open_client(settings)
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password (never print credentials)."""
     parsed = urlparse(url if "://" in url else f"http://{url}")

@@ -23,6 +23,7 @@ def test_first_build_counts_manifest_and_hits(built):
     assert manifest["space"] == "cosine"
     assert (manifest["query_prefix"], manifest["passage_prefix"]) == ("", "")
     assert manifest["corpus"]["rows"] == 7 and len(manifest["corpus"]["sha256"]) == 64
+    assert manifest["writer"] == "thread"  # 7 rows: not worth a writer process (auto)
     hit = Retriever.open(settings).search("What are the symptoms of anemia?", k=1)[0]
     assert hit.id == "q-anemia" and hit.answer.startswith("Fatigue")
     assert hit.score == pytest.approx(1.0, abs=1e-3)  # cosine of identical text
