@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -211,6 +212,9 @@ class ThreadWriter:
 def _serve(index_dir: str, collection_name: str, rows_per_add: int) -> int:
     """The child: add each block read from stdin; report `ok N` / `error MESSAGE` on the protocol stream."""
     # Keep the protocol on a private copy of stdout; anything else printing (Chroma, Rust) goes to stderr.
+    # Ctrl-C reaches the whole process group: the parent handles it and closes our stdin, then we finish the
+    # block in hand and exit (no half-written block, no second traceback on the user's terminal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.environ.get(PIN_ENV) and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(os.environ[PIN_ENV])})  # Chroma's threads too: they inherit it
     reply = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
