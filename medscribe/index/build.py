@@ -17,7 +17,6 @@ Cases are embedded with the QUERY prefix (finding-to-finding retrieval is symmet
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,17 +26,14 @@ from medscribe.errors import UsageError
 from medscribe.index import store
 from medscribe.index.embed import Embedder
 from medscribe.index.knowledge import expand_sources, load_chunks
-from medscribe.index.writer import ProcessWriter, ThreadWriter
+from medscribe.index.writer import ProcessWriter, open_writer, threads_while_writing
 from medscribe.io import atomic_write_jsonl, sha256_file, sha256_text
 
 CASE_FIELDS = ("answer", "task", "specialty", "organ", "modality", "source", "split")
 RETRIEVABLE_SPLITS = {None, "train"}
 WRITE_BLOCK = 2048  # vectors per Chroma write (Chroma's max batch is ~5461)
-# Entries from which an embedded build writes in a child process: its start (~1.5 s of imports) costs more
-# than it saves on small updates.
-PROCESS_WRITER_MIN = 4096
 # While the writer process has no core of its own, encode in calls of this many batches and check between
-# them whether it is still writing (see _threads_while_writing). 16k MedQuAD questions on 2 cores: 88 % of
+# them whether it is still writing (see writer.threads_while_writing). 16k MedQuAD questions on 2 cores: 88 % of
 # raw encode speed with 1 (and the child pinned to one core), 85-86 % with 4.
 SHARED_CORE_BATCHES = 1
 
@@ -231,7 +227,7 @@ def build_index(
         writer = None
         if plan["embed"]:
             _check_dimension(collection, embedder, where)
-            writer = _open_writer(settings, collection, len(plan["embed"]), embedder)
+            writer = open_writer(settings, collection, len(plan["embed"]), embedder, WRITE_BLOCK)
             report.encoded = _embed_and_write(collection, plan["embed"], embedder, show_progress, writer)
             if isinstance(writer, ProcessWriter):  # our handles predate the child's rows: reopen (writer.py)
                 client = store.reopen_client(settings)
@@ -335,7 +331,7 @@ def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_pro
         by_text.setdefault((e.kind, e.text), []).append(e)
     keys = sorted(by_text, key=lambda key: len(key[1]), reverse=True)
     columns = [TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    share = _threads_while_writing(embedder) if isinstance(writer, ProcessWriter) else None
+    share = threads_while_writing(embedder) if isinstance(writer, ProcessWriter) else None
     with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as progress, writer:
         task = progress.add_task("embed", total=len(todo))
         try:
@@ -364,24 +360,6 @@ def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_pro
     return len(keys)
 
 
-def _threads_while_writing(embedder: Embedder) -> tuple[int, int] | None:
-    """(torch threads, threads while the writer process works) for a CPU encoder with no spare core, else None.
-
-    torch takes every core by default; a writer process then preempts its threads, and every op waits for
-    the slowest one (measured on 2 cores: +6 s of encoder CPU over 16k texts). One thread fewer while a block
-    is written gives the child a core of its own (it is pinned to one, see `_open_writer`): 16k MedQuAD
-    questions in 27 s instead of 31 s.
-    """
-    import torch
-
-    device = getattr(embedder.model, "device", None)
-    if device is None or device.type != "cpu":
-        return None  # a GPU encoder leaves the CPU cores to the writer
-    threads = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return (threads, threads - 1) if 1 < threads and cores <= threads else None
-
-
 def _encode_block(keys: list[tuple[str, str]], embedder: Embedder, writer, share) -> list:
     if share is None:
         return _embed_texts(keys, embedder)
@@ -405,19 +383,6 @@ def _embed_texts(keys: list[tuple[str, str]], embedder: Embedder) -> list:
             for i, vector in zip(positions, encode([keys[i][1] for i in positions]), strict=True):
                 vectors[i] = vector
     return vectors
-
-
-def _open_writer(settings, collection, entries: int, embedder: Embedder):
-    """A child process for large embedded builds (Chroma holds the GIL while it writes), else a thread."""
-    mode = settings.index.writer
-    if mode == "auto":
-        mode = "process" if not settings.index.server_url and entries >= PROCESS_WRITER_MIN else "thread"
-    if mode == "process" and not settings.index.server_url:
-        # No spare core: the child gets the last one, which the encoder frees while a block is written.
-        pin = hasattr(os, "sched_getaffinity") and _threads_while_writing(embedder) is not None
-        cpu = max(os.sched_getaffinity(0)) if pin else None
-        return ProcessWriter(settings.paths.index, collection.name, WRITE_BLOCK, cpu=cpu)
-    return ThreadWriter(collection, WRITE_BLOCK)
 
 
 def _manifest(settings, embedder, collection, corpus_info, documents, report) -> dict[str, Any]:

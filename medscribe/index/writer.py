@@ -1,10 +1,12 @@
 """Chroma writes in a child process, so that they run while the next block is being encoded.
 
-    from medscribe.index.writer import ProcessWriter
-    with ProcessWriter(index_dir, "medscribe") as writer:
-        writer.submit(ids, embeddings, documents, metadatas)  # returns once the child has the block
+    from medscribe.index.writer import open_writer
+    with open_writer(settings, collection, entries=len(todo), embedder=embedder) as writer:
+        writer.submit(ids, embeddings, documents, metadatas)  # returns once the writer has the block
         writer.busy                                           # True while a block is being written
     # leaving the block waits for every write; a failed write raises RuntimeFailure
+
+`open_writer` picks a `ProcessWriter` for large embedded builds and a `ThreadWriter` otherwise.
 
 Why a process and not a thread: chromadb's Rust bindings hold the GIL for a whole `Collection.add` (measured
 2026-12-01 with chromadb 1.5: a pure-Python thread stalls for the full 1.6 s of a 4,096-row add).
@@ -39,6 +41,9 @@ from medscribe.errors import RuntimeFailure
 CLOSE_TIMEOUT_S = 120.0  # a block of 2,048 rows takes ~1 s to write; a stuck child is killed after this
 PIN_ENV = "MEDSCRIBE_WRITER_CPU"
 ADD_ROWS = 2048  # rows per Chroma `add` (its max batch is ~5461); a submitted block may hold more
+# Entries from which an embedded build writes in a child process: its start (~1.5 s of imports) costs more
+# than it saves on small updates.
+PROCESS_WRITER_MIN = 4096
 
 
 def add_in_parts(collection, block: dict[str, Any], rows: int = ADD_ROWS) -> None:
@@ -207,6 +212,37 @@ class ThreadWriter:
             self.close()
         else:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def open_writer(settings, collection, entries: int, embedder, rows_per_add: int = ADD_ROWS):
+    """A child process for large embedded builds (Chroma holds the GIL while it writes), else a thread."""
+    mode = settings.index.writer
+    if mode == "auto":
+        mode = "process" if not settings.index.server_url and entries >= PROCESS_WRITER_MIN else "thread"
+    if mode == "process" and not settings.index.server_url:
+        # No spare core: the child gets the last one, which the encoder frees while a block is written.
+        pin = hasattr(os, "sched_getaffinity") and threads_while_writing(embedder) is not None
+        cpu = max(os.sched_getaffinity(0)) if pin else None
+        return ProcessWriter(settings.paths.index, collection.name, rows_per_add, cpu=cpu)
+    return ThreadWriter(collection, rows_per_add)
+
+
+def threads_while_writing(embedder) -> tuple[int, int] | None:
+    """(torch threads, threads while the writer process works) for a CPU encoder with no spare core, else None.
+
+    torch takes every core by default; a writer process then preempts its threads, and every op waits for
+    the slowest one (measured on 2 cores: +6 s of encoder CPU over 16k texts). One thread fewer while a block
+    is written gives the child a core of its own (it is pinned to one, see `open_writer`): 16k MedQuAD
+    questions in 27 s instead of 31 s.
+    """
+    import torch
+
+    device = getattr(embedder.model, "device", None)
+    if device is None or device.type != "cpu":
+        return None  # a GPU encoder leaves the CPU cores to the writer
+    threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (threads, threads - 1) if 1 < threads and cores <= threads else None
 
 
 def _serve(index_dir: str, collection_name: str, rows_per_add: int) -> int:

@@ -10,7 +10,8 @@ from index_helpers import CASES, write_corpus
 
 from medscribe.errors import RuntimeFailure
 from medscribe.index import Retriever, build, build_index, store
-from medscribe.index.writer import ProcessWriter, ThreadWriter
+from medscribe.index import writer as writer_module
+from medscribe.index.writer import ProcessWriter, ThreadWriter, open_writer, threads_while_writing
 
 
 def _contents(settings) -> dict[str, tuple]:
@@ -33,7 +34,7 @@ class CountingProcessWriter(ProcessWriter):
 @pytest.fixture
 def spy(monkeypatch):
     CountingProcessWriter.started = 0
-    monkeypatch.setattr(build, "ProcessWriter", CountingProcessWriter)
+    monkeypatch.setattr(writer_module, "ProcessWriter", CountingProcessWriter)
     monkeypatch.setattr(build, "WRITE_BLOCK", 3)  # several blocks, so writes overlap with encoding
     return CountingProcessWriter
 
@@ -85,12 +86,12 @@ def test_writer_choice(make_settings, tmp_path):
     settings = make_settings()
     embedder = Embedder.from_settings(settings.index)
     collection = store.create_collection(store.open_client(settings), "choice", store.space_metadata("m", 3, "", ""))
-    assert isinstance(build._open_writer(settings, collection, 10, None), ThreadWriter)
-    with build._open_writer(settings, collection, build.PROCESS_WRITER_MIN, embedder) as writer:
+    assert isinstance(open_writer(settings, collection, 10, None), ThreadWriter)
+    with open_writer(settings, collection, writer_module.PROCESS_WRITER_MIN, embedder) as writer:
         assert isinstance(writer, ProcessWriter)
     remote = make_settings(server_url="http://127.0.0.1:9")
-    assert isinstance(build._open_writer(remote, collection, 10**6, None), ThreadWriter)  # the server writes itself
-    assert isinstance(build._open_writer(make_settings(writer="thread"), collection, 10**6, None), ThreadWriter)
+    assert isinstance(open_writer(remote, collection, 10**6, None), ThreadWriter)  # the server writes itself
+    assert isinstance(open_writer(make_settings(writer="thread"), collection, 10**6, None), ThreadWriter)
 
 
 def test_cpu_encoder_gives_up_a_thread_only_without_a_spare_core(make_settings, monkeypatch):
@@ -100,10 +101,10 @@ def test_cpu_encoder_gives_up_a_thread_only_without_a_spare_core(make_settings, 
 
     embedder = Embedder.from_settings(make_settings().index)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    monkeypatch.setattr(build.os, "sched_getaffinity", lambda _pid: set(range(4)), raising=False)
-    assert build._threads_while_writing(embedder) == (4, 3)
-    monkeypatch.setattr(build.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
-    assert build._threads_while_writing(embedder) is None
+    monkeypatch.setattr(writer_module.os, "sched_getaffinity", lambda _pid: set(range(4)), raising=False)
+    assert threads_while_writing(embedder) == (4, 3)
+    monkeypatch.setattr(writer_module.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    assert threads_while_writing(embedder) is None
 
 
 def _writer_on_new_collection(settings) -> ProcessWriter:
