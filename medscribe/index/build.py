@@ -246,6 +246,8 @@ def build_index(
         report.deleted = plan["deleted_records"]
         report.stale = plan["stale"]
         report.embedded = len(plan["embed"])
+        if plan["embed"] or plan["update"] or plan["delete"]:
+            store.mark_written()  # Retrievers open in this process reload before their next search
         report.entries = collection.count() if collection is not None else 0
         report.seconds = round(time.perf_counter() - started, 3)
         report.manifest = _manifest(settings, embedder, collection, corpus_info, documents, report)

@@ -60,6 +60,7 @@ class Retriever:
         self.collection = collection
         self.embedder = embedder
         self.size = collection.count()
+        self._generation = store.generation()
         self._lexical: LexicalIndex | None = None
         self._cross_encoder = None
         self._lazy_lock = threading.Lock()  # callers may search from several threads
@@ -99,6 +100,8 @@ class Retriever:
         if k < 0:
             raise UsageError(f"k: must be >= 0, got {k}")
         queries = list(queries)
+        if self._generation != store.generation():
+            self._refresh()
         if k == 0 or not queries or self.size == 0:
             return [[] for _ in queries]
         per_filter = self._per_query(filters, len(queries), "filters")
@@ -121,6 +124,18 @@ class Retriever:
         return results
 
     # -- steps -------------------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """A build in this process wrote the index: reopen the collection (a writer process's rows are not in
+        this process's cached HNSW graph, see index/writer.py) and drop the BM25 index built from old rows."""
+        with self._lazy_lock:
+            if self._generation == store.generation():
+                return
+            collection = store.get_collection(store.open_client(self.settings), self.options.collection)
+            if collection is not None:
+                self.collection, self.size = collection, collection.count()
+            self._lexical = None
+            self._generation = store.generation()
 
     def _check_dimension(self, dimension: int) -> None:
         built = (self.collection.metadata or {}).get(store.META_DIMENSION)

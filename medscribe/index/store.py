@@ -66,6 +66,18 @@ def open_client(settings):
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
 
 
+_generation = 0  # bumped by every build in this process that wrote: open Retrievers then refresh
+
+
+def mark_written() -> None:
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    return _generation
+
+
 def reopen_client(settings):
     """A fresh client after another process wrote the embedded index (index/writer.py).
 

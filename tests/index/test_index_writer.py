@@ -168,3 +168,18 @@ def test_a_build_killed_while_the_child_writes_resumes_without_duplicates(make_s
     store.reopen_client(settings)
     report = build_index(settings, show_progress=False)
     assert (report.unchanged, report.embedded, report.entries) == (3, 4, 7)
+
+
+def test_a_retriever_opened_before_a_build_in_this_process_sees_the_new_rows(tmp_path, make_settings, corpus, spy):
+    settings = make_settings(writer="process", hybrid=True)
+    build_index(settings, show_progress=False)
+    retriever = Retriever.open(settings)
+    assert retriever.search("What triggers gout flares?", k=1)[0].id != "q-gout"
+    rows = [dict(r) for r in CASES] + [
+        {"id": "q-gout", "text": "What triggers gout flares?", "answer": "Purines.", "split": "train"}
+    ]
+    write_corpus(tmp_path / "data" / "corpus.jsonl", rows)
+    build_index(settings, show_progress=False)  # written by the child, cached graph dropped (reopen_client)
+    hit = retriever.search("What triggers gout flares?", k=1)[0]  # dense + BM25 both see the new row
+    assert hit.id == "q-gout" and hit.score == pytest.approx(1.0, abs=1e-3)
+    assert retriever.size == 8
