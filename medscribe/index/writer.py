@@ -18,7 +18,7 @@ client waits on a socket without the GIL. While the child writes, the parent mus
 index, and afterwards it must reopen its client (`store.reopen_client`): Chroma's local bindings keep the
 HNSW graph they loaded per process, so a handle from before would not see the child's rows.
 
-The child is `python -m medscribe.index.writer INDEX_DIR COLLECTION`, not multiprocessing: spawn would
+The child is `python -m medscribe.index.writer INDEX_DIR COLLECTION ROWS_PER_ADD`, not multiprocessing: spawn would
 re-import the caller's main script, which breaks scripts and notebooks without a `__main__` guard.
 Protocol: pickled blocks on the child's stdin (one pending at a time, so memory stays flat), one line per
 block on its stdout: `ok N` or `error MESSAGE`. If the parent dies, the child sees EOF after the block it
@@ -46,6 +46,13 @@ ADD_ROWS = 2048  # rows per Chroma `add` (its max batch is ~5461); a submitted b
 PROCESS_WRITER_MIN = 4096
 
 
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return {str(Path(d).resolve()) for d in dirs}
+
+
 def add_in_parts(collection, block: dict[str, Any], rows: int = ADD_ROWS) -> None:
     """`collection.add` of one block, cut into parts Chroma accepts (identical texts can make blocks long).
 
@@ -70,9 +77,11 @@ class ProcessWriter:
         env.pop(PIN_ENV, None)
         if cpu is not None:
             env[PIN_ENV] = str(cpu)
-        # The child must import this very medscribe, also from a checkout that is not installed.
+        # The child must import this very medscribe, also from a checkout that is not installed (but never
+        # put site-packages itself in front of the standard library).
         package_root = str(Path(medscribe.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        if package_root not in _site_dirs():
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._where = str(index_dir)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "medscribe.index.writer", str(index_dir), collection, str(rows_per_add)],
