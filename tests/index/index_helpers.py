@@ -139,3 +139,18 @@ def build_tiny_cross_encoder(out_dir: Path, minilm: str, seed: int = 0) -> Path:
         if (Path(minilm) / name).exists():
             shutil.copy(Path(minilm) / name, out_dir / name)
     return out_dir
+
+
+def dies_on_encode_call(embedder, n: int):
+    """Make `embedder.encode` raise KeyboardInterrupt on its n-th call: a build killed mid-way."""
+    real_encode = embedder.encode
+    calls = {"n": 0}
+
+    def dying_encode(texts, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real_encode(texts, *args, **kwargs)
+
+    embedder.encode = dying_encode
+    return embedder

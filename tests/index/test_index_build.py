@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from index_helpers import CASES, write_corpus
+from index_helpers import CASES, dies_on_encode_call, write_corpus
 
 from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.index import Retriever, build, build_index
@@ -129,17 +129,8 @@ def test_second_writer_fails_fast_naming_the_holder(make_settings, corpus):
 def test_killed_build_resumes_without_duplicates(make_settings, corpus, monkeypatch):
     settings = make_settings()
     monkeypatch.setattr(build, "WRITE_BLOCK", 3)
-    embedder = Embedder.from_settings(settings.index)
-    real_encode = embedder.encode
-    calls = {"n": 0}
-
-    def dying_encode(texts, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process is killed while embedding the second block
-        return real_encode(texts, *args, **kwargs)
-
-    embedder.encode = dying_encode
+    # the process is killed while embedding the second block
+    embedder = dies_on_encode_call(Embedder.from_settings(settings.index), 2)
     with pytest.raises(KeyboardInterrupt):
         build_index(settings, show_progress=False, embedder=embedder)
     fresh = Embedder.from_settings(settings.index)

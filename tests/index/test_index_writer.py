@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from index_helpers import CASES, write_corpus
+from index_helpers import CASES, dies_on_encode_call, write_corpus
 
 from medscribe.errors import RuntimeFailure
 from medscribe.index import Retriever, build, build_index, store
@@ -152,17 +152,8 @@ def test_a_build_killed_while_the_child_writes_resumes_without_duplicates(make_s
     from medscribe.index.embed import Embedder
 
     settings = make_settings(writer="process")
-    embedder = Embedder.from_settings(settings.index)
-    real_encode = embedder.encode
-    calls = {"n": 0}
-
-    def dying_encode(texts, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed while block 2 is embedded and block 1 is in the child
-        return real_encode(texts, *args, **kwargs)
-
-    embedder.encode = dying_encode
+    # killed while block 2 is embedded and block 1 is in the child
+    embedder = dies_on_encode_call(Embedder.from_settings(settings.index), 2)
     with pytest.raises(KeyboardInterrupt):
         build_index(settings, show_progress=False, embedder=embedder)
     store.reopen_client(settings)
