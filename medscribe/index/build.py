@@ -16,7 +16,6 @@ Cases are embedded with the QUERY prefix (finding-to-finding retrieval is symmet
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,27 +24,15 @@ from typing import Any
 from medscribe.errors import UsageError
 from medscribe.index import store
 from medscribe.index.embed import Embedder
-from medscribe.index.knowledge import expand_sources, load_chunks
-from medscribe.index.writer import ProcessWriter, open_writer, threads_while_writing
-from medscribe.io import atomic_write_jsonl, sha256_file, sha256_text
+from medscribe.index.entries import Entry, read_corpus, read_knowledge
+from medscribe.index.writer import ProcessWriter, open_writer
+from medscribe.io import atomic_write_jsonl, sha256_file
 
-CASE_FIELDS = ("answer", "task", "specialty", "organ", "modality", "source", "split")
-RETRIEVABLE_SPLITS = {None, "train"}
 WRITE_BLOCK = 2048  # vectors per Chroma write (Chroma's max batch is ~5461)
 # While the writer process has no core of its own, encode in calls of this many batches and check between
 # them whether it is still writing (see writer.threads_while_writing). 16k MedQuAD questions on 2 cores: 88 % of
 # raw encode speed with 1 (and the child pinned to one core), 85-86 % with 4.
 SHARED_CORE_BATCHES = 1
-
-
-@dataclass
-class Entry:
-    chroma_id: str
-    record_id: str
-    group: str  # replacement scope: a case's record id, a knowledge chunk's document
-    kind: str  # "case" | "knowledge"
-    text: str
-    metadata: dict[str, Any]
 
 
 @dataclass
@@ -64,110 +51,6 @@ class BuildReport:
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if k not in {"manifest", "seconds"}}
-
-
-def entry_id(kind: str, record_id: str, text: str) -> str:
-    return sha256_text(f"{kind}\x00{record_id}\x00{text}")[:32]
-
-
-def scalar_metadata(values: dict[str, Any]) -> dict[str, Any]:
-    """Chroma metadata must be scalar: drop None, JSON-encode lists/dicts."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, (str, int, float, bool)):
-            out[key] = value
-        else:
-            out[key] = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return out
-
-
-def with_payload_hash(meta: dict[str, Any]) -> dict[str, Any]:
-    meta["payload_hash"] = sha256_text(json.dumps(meta, ensure_ascii=False, sort_keys=True))[:16]
-    return meta
-
-
-def read_corpus(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
-    """Corpus rows -> entries, plus rejects ({line, id, reason}: never the row's text)."""
-    if not path.is_file():
-        raise UsageError(f"{path}: corpus not found (run `medscribe data` first, or pass --corpus)")
-    entries: list[Entry] = []
-    rejects: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            reason = _reject_reason(row, seen)
-            if reason:
-                rejects.append({"file": str(path), "line": lineno, "id": _safe_id(row), "reason": reason})
-                continue
-            record_id, text = str(row["id"]), row["text"]
-            seen.add(record_id)
-            extra = {k: v for k, v in row.items() if k not in {"id", "text", *CASE_FIELDS}}
-            meta = scalar_metadata(
-                {"kind": "case", "record_id": record_id, **{k: row.get(k) for k in CASE_FIELDS}, **extra}
-            )
-            entries.append(
-                Entry(entry_id("case", record_id, text), record_id, record_id, "case", text, with_payload_hash(meta))
-            )
-    return entries, rejects
-
-
-def _safe_id(row: dict[str, Any]) -> str | None:
-    value = row.get("id")
-    return str(value) if isinstance(value, (str, int)) else None
-
-
-def _reject_reason(row: dict[str, Any], seen: set[str]) -> str | None:
-    if not isinstance(row.get("id"), (str, int)) or str(row.get("id")).strip() == "":
-        return "id: missing"
-    if not isinstance(row.get("text"), str) or not row["text"].strip():
-        return "text: missing or empty"
-    if row.get("split") not in RETRIEVABLE_SPLITS:
-        return f"split: '{row.get('split')}' records must never be retrievable (only train)"
-    if str(row["id"]) in seen:
-        return "id: duplicate (first occurrence kept)"
-    return None
-
-
-def read_knowledge(sources: list[str], chunk_size: int, chunk_overlap: int) -> tuple[list[Entry], list[dict]]:
-    entries: list[Entry] = []
-    documents: list[dict[str, Any]] = []
-    for path in expand_sources(sources):
-        chunks, digest = load_chunks(path, chunk_size, chunk_overlap)
-        documents.append({"file": path.name, "sha256": digest, "chunks": len(chunks)})
-        for c in chunks:
-            meta = scalar_metadata(
-                {
-                    "kind": "knowledge",
-                    "record_id": c.record_id,
-                    "doc_id": c.doc_id,
-                    "chunk": c.number,
-                    "n_chunks": len(chunks),
-                    "start": c.start,
-                    "end": c.end,
-                    "source": c.source,
-                }
-            )
-            entries.append(
-                Entry(
-                    entry_id("knowledge", c.record_id, c.text),
-                    c.record_id,
-                    c.doc_id,
-                    "knowledge",
-                    c.text,
-                    with_payload_hash(meta),
-                )
-            )
-    return entries, documents
 
 
 def build_index(
@@ -228,7 +111,7 @@ def build_index(
         if plan["embed"]:
             _check_dimension(collection, embedder, where)
             writer = open_writer(settings, collection, len(plan["embed"]), embedder, WRITE_BLOCK)
-            report.encoded = _embed_and_write(collection, plan["embed"], embedder, show_progress, writer)
+            report.encoded = _embed_and_write(plan["embed"], embedder, show_progress, writer)
             if isinstance(writer, ProcessWriter):  # our handles predate the child's rows: reopen (writer.py)
                 client = store.reopen_client(settings)
                 collection = store.get_collection(client, idx.collection)
@@ -316,7 +199,7 @@ def _check_dimension(collection, embedder: Embedder, where: str) -> None:
         )
 
 
-def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_progress: bool, writer) -> int:
+def _embed_and_write(todo: list[Entry], embedder: Embedder, show_progress: bool, writer) -> int:
     """Embed in length-sorted blocks (little padding) and hand each block to `writer` as soon as it is embedded.
 
     Identical texts are embedded once and their vector shared: clinical corpora repeat texts a lot ("no
@@ -333,7 +216,7 @@ def _embed_and_write(collection, todo: list[Entry], embedder: Embedder, show_pro
         by_text.setdefault((e.kind, e.text), []).append(e)
     keys = sorted(by_text, key=lambda key: len(key[1]), reverse=True)
     columns = [TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    share = threads_while_writing(embedder) if isinstance(writer, ProcessWriter) else None
+    share = writer.encoder_threads  # set by open_writer when the writer process shares the encoder's cores
     with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as progress, writer:
         task = progress.add_task("embed", total=len(todo))
         try:

@@ -67,6 +67,8 @@ class ProcessWriter:
     """A child process that `add`s blocks to one Chroma collection, one block ahead of the caller."""
 
     kind = "process"
+    # (torch threads, threads while a block is being written) for the encoder, or None: set by open_writer.
+    encoder_threads: tuple[int, int] | None = None
 
     def __init__(self, index_dir: str | Path, collection: str, rows_per_add: int = ADD_ROWS, cpu: int | None = None):
         """`cpu`: pin the child (and Chroma's threads) to this core, so it takes the one the encoder frees
@@ -180,6 +182,7 @@ class ThreadWriter:
     """
 
     kind = "thread"
+    encoder_threads = None  # a thread takes no core from the encoder
 
     def __init__(self, collection, rows_per_add: int = ADD_ROWS):
         from concurrent.futures import ThreadPoolExecutor
@@ -230,9 +233,11 @@ def open_writer(settings, collection, entries: int, embedder, rows_per_add: int 
         mode = "process" if not settings.index.server_url and entries >= PROCESS_WRITER_MIN else "thread"
     if mode == "process" and not settings.index.server_url:
         # No spare core: the child gets the last one, which the encoder frees while a block is written.
-        pin = hasattr(os, "sched_getaffinity") and threads_while_writing(embedder) is not None
-        cpu = max(os.sched_getaffinity(0)) if pin else None
-        return ProcessWriter(settings.paths.index, collection.name, rows_per_add, cpu=cpu)
+        share = threads_while_writing(embedder)
+        cpu = max(os.sched_getaffinity(0)) if share is not None and hasattr(os, "sched_getaffinity") else None
+        writer = ProcessWriter(settings.paths.index, collection.name, rows_per_add, cpu=cpu)
+        writer.encoder_threads = share
+        return writer
     return ThreadWriter(collection, rows_per_add)
 
 
