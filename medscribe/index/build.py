@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medscribe.errors import UsageError
+from medscribe.errors import UsageError, failure_context
 from medscribe.index import store
 from medscribe.index.embed import Embedder
 from medscribe.index.entries import Entry, read_corpus, read_knowledge
@@ -223,7 +223,9 @@ def _embed_and_write(todo: list[Entry], embedder: Embedder, show_progress: bool,
             for start in range(0, len(keys), WRITE_BLOCK):
                 block = keys[start : start + WRITE_BLOCK]
                 entries, vectors = [], []
-                for key, vector in zip(block, _encode_block(block, embedder, writer, share), strict=True):
+                with failure_context(f"embedding texts {start + 1}-{start + len(block)} of {len(keys)}"):
+                    encoded = _encode_block(block, embedder, writer, share)
+                for key, vector in zip(block, encoded, strict=True):
                     entries += by_text[key]
                     vectors += [vector] * len(by_text[key])
                 # One submit per block, also when shared vectors make it longer: the writer cuts it into

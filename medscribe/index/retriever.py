@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from medscribe.errors import UsageError
+from medscribe.errors import UsageError, failure_context
 from medscribe.index import store
 from medscribe.index.embed import Embedder, resolve_device
 from medscribe.index.knowledge import join_spans
@@ -27,6 +27,12 @@ from medscribe.schemas import Hit
 
 CANDIDATES_PER_HIT = 4  # hybrid/rerank look at k * this many candidates (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 20
+# search_many works through its queries this many at a time: encode, Chroma, BM25 and rerank memory grows
+# with this, not with the number of queries (sft asks for every training row at once).
+QUERY_CHUNK = 512
+# A query's excluded ids are over-fetched (n + exclusions) up to this many results; past it the query is
+# asked again with twice as many until it has n hits or the whole index was seen.
+MAX_OVERFETCH = 1024
 INTERNAL_KEYS = {"record_id", "answer", "payload_hash"}
 
 Filter = dict[str, Any]
@@ -106,6 +112,16 @@ class Retriever:
             return [[] for _ in queries]
         per_filter = self._per_query(filters, len(queries), "filters")
         excludes = [set(map(str, e or ())) for e in self._per_query(exclude_ids, len(queries), "exclude_ids")]
+        results: list[list[Hit]] = []
+        for start in range(0, len(queries), QUERY_CHUNK):
+            end = start + QUERY_CHUNK
+            with failure_context(f"retrieving for queries {start + 1}-{min(end, len(queries))} of {len(queries)}"):
+                results += self._search_chunk(queries[start:end], k, per_filter[start:end], excludes[start:end])
+        return results
+
+    # -- steps -------------------------------------------------------------------------------------------
+
+    def _search_chunk(self, queries: list[str], k: int, per_filter: list, excludes: list[set[str]]) -> list[list[Hit]]:
         fused = bool(self.options.hybrid or self.options.rerank_model)
         n = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES) if fused else k
 
@@ -122,8 +138,6 @@ class Retriever:
         if self.options.siblings:
             results = [[self._with_siblings(h) for h in hits] for hits in results]
         return results
-
-    # -- steps -------------------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
         """A build in this process wrote the index: reopen the collection (a writer process's rows are not in
@@ -157,29 +171,43 @@ class Retriever:
         return value
 
     def _dense(self, vectors, per_filter, excludes, n: int) -> list[list[dict[str, Any]]]:
-        """Cosine top-n per query; queries sharing a filter go to Chroma in one call."""
+        """Cosine top-n per query; queries sharing a filter go to Chroma together (store.query_bounded cuts the
+        calls to sizes Chroma accepts). Excluded ids are over-fetched and dropped; a query that still has
+        fewer than n is asked again with twice as many results (until the whole index was seen)."""
         out: list[list[dict[str, Any]]] = [[] for _ in per_filter]
         groups: dict[str, list[int]] = {}
         for i, f in enumerate(per_filter):
             groups.setdefault(json.dumps(f, sort_keys=True, default=list), []).append(i)
         for members in groups.values():
-            want = min(self.size, n + max(len(excludes[i]) for i in members))
-            got = self.collection.query(
-                query_embeddings=vectors[members],
-                n_results=want,
-                where=chroma_where(per_filter[members[0]]),
-                include=["documents", "metadatas", "distances"],
-            )
-            for row, i in enumerate(members):
-                cands = []
-                for cid, doc, meta, dist in zip(
-                    got["ids"][row], got["documents"][row], got["metadatas"][row], got["distances"][row], strict=False
-                ):
-                    meta = meta or {}
-                    if str(meta.get("record_id", cid)) in excludes[i]:
-                        continue
-                    cands.append({"cid": cid, "text": doc or "", "meta": meta, "score": 1.0 - float(dist)})
-                out[i] = cands[:n]
+            where = chroma_where(per_filter[members[0]])
+            want = {i: min(self.size, n + min(len(excludes[i]), MAX_OVERFETCH)) for i in members}
+            todo = members
+            while todo:
+                # One call per distinct over-fetch size, so a query with many exclusions does not make every
+                # query of its group fetch as much.
+                by_want: dict[int, list[int]] = {}
+                for i in todo:
+                    by_want.setdefault(want[i], []).append(i)
+                again = []
+                for size, part in by_want.items():
+                    got = store.query_bounded(
+                        self.collection, vectors[part], size, where, ["documents", "metadatas", "distances"]
+                    )
+                    for row, i in enumerate(part):
+                        cands = []
+                        for cid, doc, meta, dist in zip(
+                            got["ids"][row], got["documents"][row], got["metadatas"][row], got["distances"][row],
+                            strict=False,
+                        ):
+                            meta = meta or {}
+                            if str(meta.get("record_id", cid)) in excludes[i]:
+                                continue
+                            cands.append({"cid": cid, "text": doc or "", "meta": meta, "score": 1.0 - float(dist)})
+                        out[i] = cands[:n]
+                        if len(cands) < n and len(got["ids"][row]) >= size and size < self.size:
+                            want[i] = min(self.size, size * 2)
+                            again.append(i)
+                todo = again
         return out
 
     def _hybrid(self, queries, vectors, dense, per_filter, excludes, n: int) -> list[list[dict[str, Any]]]:
@@ -199,7 +227,7 @@ class Retriever:
                 mask_cache[key] = lex.mask(lambda m, f=f: matches(m, f)) if f else None
             masks.append(mask_cache[key])
         lexical = []
-        for i, ranked in enumerate(lex.search(queries, n + max(map(len, excludes)), masks)):
+        for i, ranked in enumerate(lex.search(queries, n + min(max(map(len, excludes)), MAX_OVERFETCH), masks)):
             record_of = lex.record_ids
             lexical.append([(cid, s) for cid, s in ranked if record_of[cid] not in excludes[i]][:n])
         # Per query: a BM25 hit that this query's dense list lacks needs its stored vector (another query's dense
@@ -210,7 +238,7 @@ class Retriever:
             missing.update(cid for cid, _ in ranked if cid not in have)
         stored: dict[str, dict[str, Any]] = {}
         if missing:
-            got = self.collection.get(ids=sorted(missing), include=["embeddings", "documents", "metadatas"])
+            got = store.get_by_ids(self.collection, sorted(missing), ["embeddings", "documents", "metadatas"])
             for cid, emb, doc, meta in zip(
                 got["ids"], got["embeddings"], got["documents"], got["metadatas"], strict=False
             ):

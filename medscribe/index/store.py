@@ -33,6 +33,12 @@ META_MODEL = "medscribe_model"
 META_DIMENSION = "medscribe_dimension"
 META_QUERY_PREFIX = "medscribe_query_prefix"
 META_PASSAGE_PREFIX = "medscribe_passage_prefix"
+# Every Chroma call is cut to sizes Chroma and SQLite accept, whatever the number of rows, queries or filter
+# values (measured with chromadb 1.5.9, embedded): `query` fails with "too many SQL variables" once
+# queries x n_results passes ~32k (2,473 x 20 failed, 5,000 x 5 passed); a `$in` filter of 40k values fails;
+# one call never holds more than `get_max_batch_size()` (5,461) queries or ids. Half the SQLite limit is used.
+QUERY_CELLS = 16_384  # queries x n_results per `query`
+FILTER_VALUES = 4_096  # values of one `$in` filter per call
 
 
 def chroma_settings():
@@ -215,6 +221,81 @@ def writer_lock(index_dir: Path, timeout: float = LOCK_TIMEOUT_S):
         except OSError:
             pass
         lock.release()
+
+
+_max_batch: dict[int, int] = {}
+
+
+def max_batch(collection) -> int:
+    """Rows one Chroma call may carry: the client's own limit (5,461 embedded), asked once per client."""
+    client = getattr(collection, "_client", None)
+    key = id(client)
+    if key not in _max_batch:
+        try:
+            _max_batch[key] = max(1, min(int(client.get_max_batch_size()), 5461))
+        except Exception:  # an older client or a server that does not say: stay under SQLite's default
+            _max_batch[key] = 4096
+    return _max_batch[key]
+
+
+def get_by_ids(collection, ids: list[str], include: list[str]) -> dict[str, list]:
+    """`collection.get(ids=...)` for any number of ids, in calls Chroma accepts; fields as one dict of lists."""
+    out: dict[str, list] = {"ids": [], **{key: [] for key in include}}
+    step = max_batch(collection)
+    for start in range(0, len(ids), step):
+        got = collection.get(ids=list(ids[start : start + step]), include=include)
+        out["ids"] += list(got["ids"])
+        for key in include:
+            values = got.get(key)
+            out[key] += list(values) if values is not None else [None] * len(got["ids"])
+    return out
+
+
+def _split_where(where: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+    """A `where` whose `$in` lists are longer than FILTER_VALUES -> several `where`s covering the same rows."""
+    if not where:
+        return [where]
+    clauses = where["$and"] if "$and" in where else [where]
+    for i, clause in enumerate(clauses):
+        (key, cond), = clause.items()
+        values = cond.get("$in") if isinstance(cond, dict) else None
+        if values is not None and len(values) > FILTER_VALUES:
+            parts = []
+            for start in range(0, len(values), FILTER_VALUES):
+                part = [*clauses[:i], {key: {"$in": values[start : start + FILTER_VALUES]}}, *clauses[i + 1 :]]
+                parts += _split_where(part[0] if len(part) == 1 else {"$and": part})
+            return parts
+    return [where]
+
+
+def query_bounded(collection, vectors, n_results: int, where: dict[str, Any] | None, include: list[str]):
+    """`collection.query` for any number of query vectors and filter values, as one result dict.
+
+    Queries go in calls of at most QUERY_CELLS / n_results (and the client's max batch); a `$in` filter with
+    more than FILTER_VALUES values is split, and each query's results from the parts are merged by distance.
+    """
+    n_results = max(1, int(n_results))
+    wheres = _split_where(where)
+    if len(wheres) > 1 and "distances" not in include:
+        include = [*include, "distances"]  # merging the parts needs them
+    step = max(1, min(max_batch(collection), QUERY_CELLS // n_results))
+    fields = ["ids", *include]
+    out: dict[str, list] = {key: [] for key in fields}
+    for start in range(0, len(vectors), step):
+        part = vectors[start : start + step]
+        merged: list[list[tuple]] | None = None
+        for w in wheres:
+            got = collection.query(query_embeddings=part, n_results=n_results, where=w, include=include)
+            rows = [list(zip(*(got[key][q] for key in fields), strict=False)) for q in range(len(part))]
+            if merged is None:
+                merged = rows
+            else:  # several filter parts: keep each query's n_results nearest over all of them
+                at = fields.index("distances")
+                merged = [sorted(a + b, key=lambda r: r[at])[:n_results] for a, b in zip(merged, rows, strict=True)]
+        for row in merged or []:
+            for j, key in enumerate(fields):
+                out[key].append([r[j] for r in row])
+    return out
 
 
 def iter_entries(collection, include: list[str], page: int = 5000):
