@@ -84,6 +84,9 @@ class DataSection(Section):
     eval_fraction: float = Field(default=0.1, ge=0, lt=1)
     test_per_group: int = Field(default=20, ge=0)
     group_by: Literal["specialty", "organ", "modality"] = "specialty"
+    # What keeps rows in one split besides the normalized input (always): "both" = also equal normalized
+    # targets, a column = also equal values of it; "auto" = "input" for report, "both" for qa (data/splits.py)
+    split_group_by: Literal["auto", "input", "both", "source", "organ", "modality", "specialty"] = "auto"
     train_fractions: dict[str, float] = Field(default_factory=dict)
     # Processes for PHI scrubbing of large exports (>= 20k distinct texts); 0 = one per CPU core, at most 8.
     workers: int = Field(default=0, ge=0)

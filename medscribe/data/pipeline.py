@@ -143,8 +143,10 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
                     f"row accounting broken: {rows_in} in != {rows_kept} kept + {rejects.height} rejected")
             chat_frame, chat_note = chat.chat_column(frame, task, settings.prompt, data.chat_format)
             leak, timings["leakage_s"] = audit.result()
-        if leak["exact_target"]["count"]:
-            raise RuntimeFailure("internal error: an answer text landed in two splits")
+        splits.check_no_leak(leak, split_info)
+        note = splits.representativeness_warning(split_info)
+        if note:
+            warnings.append(note)
         frame = chat_frame
         if chat_note:
             warnings.append(chat_note)
@@ -183,7 +185,9 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         splits=split_counts,
         group_by=data.group_by,
         by_group=group_counts,
-        split_method=split_info,
+        splits_audit={**split_info, "shared_across_splits": {
+            "inputs": leak["exact_input"]["count"], "targets": leak["exact_target"]["count"],
+            "near_inputs": leak["near_input"]["count"]}},
         phi=phi_report,
         leakage=leak,
         fallbacks=warnings,

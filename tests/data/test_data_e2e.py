@@ -58,7 +58,7 @@ def test_russian_report_sample_end_to_end(tmp_path, sample_dir):
     config = _report_config(tmp_path, sample_dir / "report" / "radiology_ru.csv", out)
     result = invoke("--config", str(config), "data")
     assert result.exit_code == 0, result.output
-    assert "rows per split and organ" in result.output
+    assert "rows per split and organ" in result.output and "most frequent answers per split" in result.output
 
     manifest = json.loads((out / "manifest.json").read_text())
     counts = manifest["counts"]
@@ -68,7 +68,10 @@ def test_russian_report_sample_end_to_end(tmp_path, sample_dir):
     assert counts["rows_rejected"] == len(rejects) > 0 and counts["rows_kept"] == sum(map(len, splits.values()))
     assert manifest["phi"]["enabled"] and manifest["phi"]["by_type"]["NAME"] > 0
     assert manifest["inputs"][0]["sha256"] and manifest["config_hash"]
-    assert manifest["leakage"]["exact_target"]["count"] == 0
+    # Report task: a finding is never in two splits; stock conclusions may be (reported, not forbidden).
+    audit = manifest["splits_audit"]
+    assert manifest["leakage"]["exact_input"]["count"] == 0 == audit["shared_across_splits"]["inputs"]
+    assert audit["key"] == "input"
 
     text = all_output_text(out)
     for value in SAMPLE_PHI:
@@ -82,10 +85,10 @@ def test_russian_report_sample_end_to_end(tmp_path, sample_dir):
         Record(**{k: v for k, v in row.items() if k != "messages"})
         assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
         assert json.loads(row["messages"][-1]["content"]) == {"result": row["target"]}
-    answers: dict[str, set[str]] = {}
+    findings: dict[str, set[str]] = {}
     for row in rows:
-        answers.setdefault(row["target"], set()).add(row["split"])
-    assert all(len(s) == 1 for s in answers.values())
+        findings.setdefault(row["input"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in findings.values())
 
     corpus = read_jsonl(out / "corpus.jsonl")
     assert [c["id"] for c in corpus] == [r["id"] for r in splits["train"]]
