@@ -76,6 +76,9 @@ class Scrubber:
         self._by_language_type: Counter[str] = Counter()  # "ru.NAME": flat keys, so reports of processes sum
         self._scanned = 0
         self._changed = 0
+        self._paths_scanned = 0
+        self._paths_changed = 0
+        self._path_types: Counter[str] = Counter()
 
     @classmethod
     def from_settings(cls, section: PhiSection) -> Scrubber:
@@ -126,6 +129,34 @@ class Scrubber:
     def scrub_text(self, text: str) -> str:
         return self.scrub_texts([text])[0]
 
+    def scrub_paths(self, paths: list[str]) -> list[str]:
+        """File paths (relative, `/`-separated) with PHI in their names replaced by tags (`[NAME]_[DATE].csv`).
+
+        Always tags, also in pseudonym mode (a surrogate in a file label would look like a real patient's file);
+        `keep` per type is honoured. See `medscribe.phi.paths`."""
+        from medscribe.phi.paths import path_spans
+
+        out = []
+        for path in paths:
+            path = "" if path is None else str(path)
+            if not self.enabled:
+                out.append(path)
+                continue
+            pieces, cursor = [], 0
+            for start, end, kind in path_spans(path):
+                if self.modes.get(kind) == "keep":
+                    continue
+                pieces.append(path[cursor:start])
+                pieces.append(f"[{kind}]")
+                cursor = end
+                self._path_types[kind] += 1
+            pieces.append(path[cursor:])
+            new = "".join(pieces)
+            self._paths_scanned += 1
+            self._paths_changed += new != path
+            out.append(new)
+        return out
+
     def _replacement(self, value: str, kind: str, mode: Mode) -> str:
         if mode == "pseudonym" and self._surrogates is not None:
             return self._surrogates.replace(value, kind)
@@ -158,6 +189,9 @@ class Scrubber:
             "per_type": {t: m for t, m in self.modes.items() if m != self.mode},
             "detectors": [d.name for d in DETECTORS] + (["ner_names_ru"] if self._ner_model is not None else []),
         }
+        if self._paths_scanned:
+            report["paths"] = {"scanned": self._paths_scanned, "changed": self._paths_changed,
+                               "by_type": dict(sorted(self._path_types.items()))}
         if self._surrogates is not None:
             # Values that had no surrogate form fell back to the tag: visible here, never silent.
             report["surrogate_fallbacks"] = self._surrogates.fallbacks

@@ -28,15 +28,27 @@ from medscribe.phi.corpus_templates import (
     TEMPLATES_FINAL,
     TEMPLATES_HELDOUT,
 )
+from medscribe.phi.corpus_titles import (
+    COMMON_SURNAMES_EN,
+    COMMON_SURNAMES_RU,
+    CONTROLS_TITLES,
+    EPONYM_SURNAMES_EN,
+    EPONYM_SURNAMES_RU,
+    PATH_CONTROLS,
+    PATH_TEMPLATES,
+    TEMPLATES_TITLES,
+)
 from medscribe.phi.ids import make_inn, make_oms, make_snils
 
-# Written in this order: "dev" (the rules were developed on it), then "heldout", "blind" and "final", each run
-# blind once, its first-run numbers recorded in docs/phi.md, and only then the rules fixed.
+# Written in this order: "dev" (the rules were developed on it), then "heldout", "blind", "final" and "titles"
+# (surnames that are eponyms or common words, issue 20), each run blind once, its first-run numbers recorded in
+# docs/phi.md, and only then the rules fixed.
 TEMPLATE_SETS = {
     "dev": (TEMPLATES, CONTROLS),
     "heldout": (TEMPLATES_HELDOUT, CONTROLS_HELDOUT),
     "blind": (TEMPLATES_BLIND, CONTROLS_BLIND),
     "final": (TEMPLATES_FINAL, CONTROLS_FINAL),
+    "titles": (TEMPLATES_TITLES, CONTROLS_TITLES),
 }
 CASES = ("nom", "gen", "dat", "acc", "ins", "loc")
 MONTHS_RU_GEN = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября",
@@ -46,7 +58,10 @@ MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "Au
 
 
 def inflect_surname(surname: str, gender: str, case: str) -> str:
-    """Russian surname declension by ending (-ов/-ев/-ин/-ын, -ский/-цкий, -ый/-ой, and indeclinables)."""
+    """Russian surname declension by ending (-ов/-ев/-ин/-ын, -ский/-цкий, -ый/-ой, and indeclinables);
+    double surnames part by part (`Петров-Водкин` -> `Петрова-Водкина`)."""
+    if "-" in surname:
+        return "-".join(inflect_surname(part, gender, case) for part in surname.split("-"))
     idx = CASES.index(case)
     for stem_end, masc, fem in (
         ("ский", ("ский", "ского", "скому", "ского", "ским", "ском"), ("ская", "ской", "ской", "скую", "ской", "ской")),
@@ -63,7 +78,13 @@ def inflect_surname(surname: str, gender: str, case: str) -> str:
         return surname + (masc if gender == "m" else fem)[idx]
     if gender == "m" and re.search(r"(?:ук|юк|ич|ак)$", surname):
         return surname + ("", "а", "у", "а", "ом", "е")[idx]
-    return surname  # -енко, -ко, -их and feminine -ич/-ук do not decline
+    if gender == "m" and re.search(r"ь$", surname):  # Коваль, Бондарь: soft stem
+        return surname[:-1] + ("ь", "я", "ю", "я", "ем", "е")[idx]
+    if gender == "m" and re.search(r"[жшчщц]$", surname):  # Кравец is not handled (fleeting vowel): -ом/-ем
+        return surname + ("", "а", "у", "а", "ем" if surname.endswith("ц") else "ом", "е")[idx]
+    if gender == "m" and re.search(r"[бвгдзклмнпрстфх]$", surname):  # Мороз, Волк, Даун, Мюллер
+        return surname + ("", "а", "у", "а", "ом", "е")[idx]
+    return surname  # -енко, -ко, -их, vowel endings and feminine consonant endings do not decline
 
 
 def inflect_first_name(name: str, gender: str, case: str) -> str:
@@ -113,6 +134,42 @@ class ValueMaker:
             return f"{initials} {surname}"
         return surname
 
+    def epo_ru_name(self, form: str, case: str) -> str:
+        """A Russian name whose surname is an eponym or a common word (corpus_titles)."""
+        r = self.r
+        first, gender = r.choice(L.FIRST_NAMES_RU)
+        surname = inflect_surname(r.choice(EPONYM_SURNAMES_RU + COMMON_SURNAMES_RU), gender, case)
+        patronymic = r.choice(L.PATRONYMIC_BASES_RU)
+        io = f"{inflect_first_name(first, gender, case)} {inflect_patronymic(patronymic, gender, case)}"
+        return {"surname": surname, "full": f"{surname} {io}", "io_last": f"{io} {surname}",
+                "init_after": f"{surname} {first[0]}.{patronymic[0]}.",
+                "init_before": f"{first[0]}.{patronymic[0]}. {surname}"}[form]
+
+    def epo_en_name(self, form: str) -> str:
+        r = self.r
+        first, last = r.choice(L.FIRST_NAMES_EN), r.choice(EPONYM_SURNAMES_EN + COMMON_SURNAMES_EN)
+        return {"full": f"{first} {last}", "last": last, "initial": f"{first[0]}. {last}"}[form]
+
+    def file_name_part(self, lang: str, form: str) -> str:
+        """One part of a name as export file names write it: `Ivanov`, `ivanov`, `I`, `Иванов И.И.`."""
+        r = self.r
+        if lang == "ru":
+            first, gender = r.choice(L.FIRST_NAMES_RU)
+            surname = r.choice(L.SURNAMES_RU + EPONYM_SURNAMES_RU + COMMON_SURNAMES_RU)
+            if gender == "f":
+                surname = inflect_surname(surname, "f", "nom")
+            patronymic = r.choice(L.PATRONYMIC_BASES_RU)
+            return {
+                "surname": surname, "initial": first[0], "init_after": f"{surname} {first[0]}.{patronymic[0]}.",
+                "full": f"{surname} {first} {inflect_patronymic(patronymic, gender, 'nom')}",
+                "translit": transliterate(surname), "translit_lower": transliterate(surname).lower(),
+                "initial_latin": transliterate(first[0]).upper()[:1],
+            }[form]
+        first = r.choice(L.FIRST_NAMES_EN)
+        last = r.choice(L.SURNAMES_EN + EPONYM_SURNAMES_EN + COMMON_SURNAMES_EN).replace(" ", "")
+        return {"last": last, "first": first, "lower_last": last.lower(), "lower_first": first.lower(),
+                "initial_latin": first[0]}[form]
+
     def en_name(self, form: str) -> str:
         r = self.r
         first, last = r.choice(L.FIRST_NAMES_EN), r.choice(L.SURNAMES_EN)
@@ -129,6 +186,8 @@ class ValueMaker:
             "ru_text_noyear": f"{d} {MONTHS_RU_GEN[m - 1]}", "ru_year_g": f"{d} {MONTHS_RU_GEN[m - 1]} {y} года",
             "en_text": f"{MONTHS_EN[m - 1]} {d}, {y}", "en_dmy": f"{d} {MONTHS_EN[m - 1]} {y}",
             "en_short": f"{MONTHS_EN[m - 1][:3]} {d}, {y}", "year": f"{y}",
+            "compact": f"{y}{m:02d}{d:02d}", "dmy_underscore": f"{d:02d}_{m:02d}_{y}",
+            "mdy_dash": f"{m:02d}-{d:02d}-{y}",
         }[fmt]
 
     def phone(self, fmt: str) -> str:
@@ -184,6 +243,13 @@ class ValueMaker:
             return self.ru_name(form, case or "nom")
         if kind == "NAME_EN":
             return self.en_name(arg)
+        if kind == "NAME_EPO_RU":
+            form, _, case = arg.partition("/")
+            return self.epo_ru_name(form, case or "nom")
+        if kind == "NAME_EPO_EN":
+            return self.epo_en_name(arg)
+        if kind in ("NAME_FILE_RU", "NAME_FILE_EN"):
+            return self.file_name_part(kind[-2:].lower(), arg)
         if kind == "ADDRESS_RU":
             city, city_loc = r.choice(L.CITIES_RU)
             street = f"{r.choice(L.STREET_TYPES_RU)} {r.choice(L.STREETS_RU)}"
@@ -263,6 +329,40 @@ def generate_corpus(
                 text, spans = _doc(rng, sentences, FILLERS[lang])
                 kind = "phi"
             docs.append({"id": f"{templates}-{lang}-{i:05d}", "lang": lang, "kind": kind, "text": text, "spans": spans})
+    return docs
+
+
+_TRANSLIT = dict(zip(
+    "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+    ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r", "s", "t", "u", "f",
+     "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"],
+    strict=True,
+))
+
+
+def transliterate(word: str) -> str:
+    """Russian -> Latin as passports and file names write it (`Щеткин` -> `Shchetkin`)."""
+    out = []
+    for ch in word:
+        latin = _TRANSLIT.get(ch.lower(), ch)
+        out.append(latin.capitalize() if ch.isupper() else latin)
+    return "".join(out)
+
+
+def generate_path_corpus(n_per_language: int = 300, seed: int = 13, control_share: float = 0.25) -> list[dict]:
+    """Export file paths (relative to the input folder) with name/date/ID spans, plus PHI-free controls."""
+    rng = random.Random(seed)
+    maker = ValueMaker(rng)
+    docs = []
+    for lang in ("en", "ru"):
+        n_control = int(n_per_language * control_share)
+        for i in range(n_per_language):
+            if i < n_control:
+                text, spans, kind = PATH_CONTROLS[lang][i % len(PATH_CONTROLS[lang])], [], "control"
+            else:
+                template = PATH_TEMPLATES[lang][(i - n_control) % len(PATH_TEMPLATES[lang])]
+                (text, spans), kind = fill(template, maker), "phi"
+            docs.append({"id": f"paths-{lang}-{i:05d}", "lang": lang, "kind": kind, "text": text, "spans": spans})
     return docs
 
 

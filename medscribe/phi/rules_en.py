@@ -27,13 +27,34 @@ TITLE_RE = re.compile(
 )
 CREDENTIAL_RE = re.compile(rf"\b({_CAP_OR_INITIAL}{_NAME_TAIL}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PhD|MBBS|FRCR)\b")
 PERSON_CONTEXT_RE = re.compile(
-    r"\b(?i:patient(?: name)?|pt\.?|name|seen by|signed by|dictated by|reported by|reviewed by|read by|"
+    r"\b(?P<context>(?i:patient(?: name)?|pt\.?|name|seen by|signed by|dictated by|reported by|reviewed by|read by|"
     r"verified by|transcribed by|attending(?: physician)?|referring(?: physician| doctor)?|referred by|"
     r"discussed with|spoke with|spoken to|informed|contacted|called|per|cc|wife|husband|son|daughter|mother|"
     r"father|sister|brother|partner|guardian|caregiver|friend|neighbor|nurse|physician|surgeon|radiologist|"
-    r"technologist|resident|fellow|electronically signed by|interpreted by|ordered by|provider|PCP)\s*[:,]?\s+"
-    rf"({_CAP_OR_INITIAL}{_NAME_TAIL})",
+    r"technologist|resident|fellow|electronically signed by|interpreted by|ordered by|provider|PCP|"
+    r"signed|signature|communicated to|called to|reviewed with|performed by|requested by|obtained by|"
+    r"approved by|authorized by|attested by|conferred with|consulted with|d/w|paged|consultant))\s*[:,]?\s+"
+    rf"(?P<name>{_CAP_OR_INITIAL}{_NAME_TAIL})",
 )
+# Context words that precede ordinary clinical phrases too ("per Wells criteria", "so-called Baker's cyst",
+# "informed consent"): after them an eponym stays an eponym. After every other person context (and always after
+# a title or before a credential) the first name word is a person even if it is also an eponym or a common
+# word ("Discussed with Dr. Wilson", "referred by Young"), unless a medical head noun follows it
+# ("discussed with Parkinson's disease specialists").
+WEAK_CONTEXTS = frozenset({"per", "cc", "called", "informed", "contacted", "pt", "pt.", "name", "patient"})
+# Nouns after an eponym that make it a medical term: "Wilson disease", "Bell's palsy", "Baker's cyst".
+MEDICAL_HEADS = frozenset(
+    """disease diseases syndrome syndromes palsy sign signs test tests score scale criteria classification
+    fracture fractures cyst cysts lymphoma sarcoma tumor tumour node nodes ligament phenomenon reflex maneuver
+    manoeuvre procedure operation approach position view line lines law ratio index triad ulcer ulcers hernia
+    tube duct canal space pouch point method technique type grade stage stain staining unit units effect variant
+    anomaly malformation cell cells body bodies disorder thyroiditis encephalopathy chorea dementia contracture
+    deformity lesion lesions sulcus foramen artery vein area aphasia solution angle nodule nodules spots esophagus
+    diverticulum gland glands capsule membrane layer sequence classification""".split()
+)
+_MEDICAL_AFTER_RE = re.compile(r"(?:['’]s?)?\s+([A-Za-z]+)")
+# Words a name span may not end on even in a strong context ("Dr. Smith Electronically ..." has no period).
+_TAIL_STOP = frozenset({"dr", "mr", "mrs", "ms", "miss", "prof", "md"})
 LAST_FIRST_RE = re.compile(
     rf"\b(?i:name|patient|pt|client|resident|re)\s*:\s*({_CAP}(?:\s+{_PARTICLE}{_CAP})?,\s+{_CAP}(?:\s+[A-Z]\.)?)"
 )
@@ -182,16 +203,90 @@ def _at_sentence_start(text: str, start: int) -> bool:
     return start == 0 or SENTENCE_START_RE.search(text, max(0, start - 4), start) is not None
 
 
+def _medical_after(text: str, end: int) -> bool:
+    """An eponym ending at `end` is followed by a medical head noun: "Wilson disease", "Baker's cyst"."""
+    m = _MEDICAL_AFTER_RE.match(text, end)
+    return m is not None and m.group(1).lower() in MEDICAL_HEADS
+
+
+def _words(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    return [(m.start() + start, m.end() + start) for m in re.finditer(r"[A-Za-z][\w'’.-]*", text[start:end])]
+
+
+def _ordinary(word: str) -> bool:
+    """A capitalized word that is never a surname even after a title: function words, "Impression", "Left"."""
+    low = word.rstrip(".").lower()
+    if len(low) == 1:
+        return False  # an initial ("A. Whitby"), not the article
+    return low in CAPITALIZED_NON_NAMES and low not in {"may", "march", "june", "august", "english", "young"}
+
+
+def _strong_span(text: str, start: int, end: int, *, title: bool) -> tuple[int, int] | None:
+    """The name in a strong person context: its first word is a person even when it is an eponym or a common
+    word (a title always; other contexts unless a medical head noun follows the eponym); only ordinary words
+    and titles are trimmed from its end."""
+    words = _words(text, start, end)
+    while words and not title and (
+        _ordinary(text[words[0][0] : words[0][1]]) or text[words[0][0] : words[0][1]].rstrip(".").lower() in _TAIL_STOP
+    ):
+        words.pop(0)  # "seen by Dr. X": the title is not the name (TITLE_RE finds X)
+    if not words or not text[words[0][0]].isupper():
+        return None
+    first = next((w for w in words if not re.fullmatch(r"[A-Z]\.?", text[w[0] : w[1]])), None)
+    if first is not None and not title:
+        word = text[first[0] : first[1]].rstrip(".")
+        if _is_non_name(word) and _medical_after(text, first[1]):
+            return None  # "discussed with Parkinson's disease specialists": the eponym in its medical sense
+    while len(words) > 1:
+        last = text[words[-1][0] : words[-1][1]].rstrip(".")
+        if _ordinary(last) or last.lower() in _TAIL_STOP or last.lower() in MEDICAL_HEADS:
+            words.pop()
+        else:
+            break
+    return words[0][0], words[-1][1]
+
+
+def _title_matches(text: str) -> Iterator[re.Match]:
+    """TITLE_RE matches where a match that swallowed the next title ("Dr. Bell Ms. White") resumes at it."""
+    pos = 0
+    while True:
+        m = TITLE_RE.search(text, pos)
+        if m is None:
+            return
+        yield m
+        tail = re.search(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Mx|Sr|Sister|Nurse|Doctor)\b", text[m.start(1) : m.end()])
+        pos = m.start(1) + tail.start() if tail else m.end()
+
+
 def find_names_en(text: str) -> Iterator[Span]:
-    for regex in (TITLE_RE, CREDENTIAL_RE, PERSON_CONTEXT_RE, LAST_FIRST_RE):
-        for m in regex.finditer(text):
-            span = _trim_non_names(text, m.start(1), m.end(1))
-            if span and text[span[0]].isupper():
-                yield span[0], span[1], "NAME"
+    for m in _title_matches(text):
+        span = _strong_span(text, m.start(1), m.end(1), title=True)
+        if span:
+            yield span[0], span[1], "NAME"
+    for m in CREDENTIAL_RE.finditer(text):
+        # The word before ", MD" is the person's surname, whatever else it names; only leading ordinary words
+        # ("Impression Smith, MD" cannot be told apart, "The") are dropped.
+        words = _words(text, m.start(1), m.end(1))
+        while len(words) > 1 and _ordinary(text[words[0][0] : words[0][1]]):
+            words.pop(0)
+        if words and text[words[0][0]].isupper() and not _ordinary(text[words[-1][0] : words[-1][1]]):
+            yield words[0][0], words[-1][1], "NAME"
+    for m in PERSON_CONTEXT_RE.finditer(text):
+        start, end = m.start("name"), m.end("name")
+        if m.group("context").lower() in WEAK_CONTEXTS:
+            span = _trim_non_names(text, start, end)
+        else:
+            span = _strong_span(text, start, end, title=False)
+        if span and text[span[0]].isupper():
+            yield span[0], span[1], "NAME"
+    for m in LAST_FIRST_RE.finditer(text):
+        span = _trim_non_names(text, m.start(1), m.end(1))
+        if span and text[span[0]].isupper():
+            yield span[0], span[1], "NAME"
     for m in INITIAL_SURNAME_RE.finditer(text):
         before = text[: m.start()].rstrip()[-1:]
-        if before and (before in ":;/." or before.isdigit()):
-            continue  # "Sex: F. Case ...", "g/L. Mass ...": a letter ending a field or a unit, not an initial
+        if before and (before in ":;/.°" or before.isdigit()):
+            continue  # "Sex: F. Case ...", "g/L. Mass ...", "36.6 °C. Ki-67": a field or a unit, not an initial
         span = _trim_non_names(text, m.start(), m.end())
         if span and span[1] - span[0] > 3 and "." in text[m.start() : m.start() + 3]:
             yield m.start(), span[1], "NAME"

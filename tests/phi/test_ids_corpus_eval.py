@@ -118,7 +118,8 @@ def test_rules_meet_the_targets_on_a_small_corpus():
 
     for templates in TEMPLATE_SETS:
         result = evaluate(generate_corpus(120, seed=21, templates=templates), detect_batch)
-        missed = [(label, value) for label, value, _, met in check_targets(result) if not met]
+        # a type the set has no template for (the "titles" set has only names, dates, phones) has no measurement
+        missed = [(label, value) for label, value, _, met in check_targets(result) if not met and value is not None]
         assert missed == [], (templates, missed)
 
 
@@ -135,6 +136,8 @@ def test_bench_script_runs_and_prints_the_key_figure_last():
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("phi_bench recall_all="), proc.stdout[-2000:] + proc.stderr[-2000:]
+    tail = proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert last.startswith("phi_bench titles_first_blind_recall=0.7817 (fitted "), tail
+    assert " recall_all=" in last and " paths_recall=" in last
     assert proc.returncode in (0, 1)
 
