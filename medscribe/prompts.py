@@ -4,8 +4,17 @@ never disagree on the template.
     from medscribe.prompts import build_messages, render_target
     messages = build_messages(record, task="report", prompt=settings.prompt, context=hits)
 
-`record` is anything with `input` and optionally `organ`, `modality`, `specialty` (a Record, a dict).
-`context` is a list of retrieved `Hit`s: shown as few-shot turns or as documents in the system prompt.
+`record` is anything with `input` and optionally `organ`, `modality`, `specialty` (a Record, a dict); for
+training also `target` and, with the chain-of-thought variant, `reasoning`.
+`context` is a list of retrieved `Hit`s. Cases (hits with an answer) are few-shot turns (`prompt.context =
+"few_shot"`) or listed in the system prompt (`"system"`); knowledge chunks (hits without an answer: PDF/DOCX/MD
+documents of the index) are always listed in the system prompt as reference documents, so every hit counted in
+`context_ids` reaches the model.
+
+QA targets cite the shown context that holds the answer (`supporting_ids`): a listed case whose answer equals
+the target after eval's exact-match normalization, or a reference document whose text contains the whole
+normalized answer (answers of at least `MIN_QUOTE_WORDS` words: a "yes" occurs in any document). Few-shot cases
+are demonstrations whose ids the prompt does not show, so they are never cited.
 """
 
 from __future__ import annotations
@@ -40,9 +49,13 @@ SYSTEM_PROMPTS: dict[tuple[str, str], str] = {
 JSON_INSTRUCTIONS = {
     "report": 'Answer with JSON only: {"result": "<conclusion>"}',
     "report_cot": 'Answer with JSON only: {"reasoning": "<your reasoning>", "result": "<conclusion>"}',
-    "qa": 'Answer with JSON only: {"answer": "<answer>", "citations": ["<case id>", ...]}',
-    "qa_cot": 'Answer with JSON only: {"reasoning": "<your reasoning>", "answer": "<answer>", "citations": []}',
+    "qa": 'Answer with JSON only: {"answer": "<answer>", "citations": ["<id of a listed case or document that '
+    'states the answer>", ...]}',
+    "qa_cot": 'Answer with JSON only: {"reasoning": "<your reasoning>", "answer": "<answer>", "citations": ["<id '
+    'of a listed case or document that states the answer>", ...]}',
 }
+# A shorter answer found inside a document is no evidence that the document states it ("yes", "no", "iron").
+MIN_QUOTE_WORDS = 3
 
 USER_TEMPLATES = {
     "report": "Organ: {organ}\nModality: {modality}\nFindings: {input}",
@@ -65,16 +78,44 @@ def render_user(record: Any, task: str, prompt: Any) -> str:
     return "\n".join(line for line in text.split("\n") if not line.rstrip().endswith(":")).strip()
 
 
-def render_target(record: Any, task: str, prompt: Any) -> str:
-    """The assistant turn the model is trained to produce for a record with a known target."""
+def render_target(record: Any, task: str, prompt: Any, context: Sequence[Hit] = ()) -> str:
+    """The assistant turn the model is trained to produce for a record with a known target.
+
+    With `prompt.variant = "cot"` the record's `reasoning` comes first when it has one (sft refuses to train a
+    cot prompt on rows without it; the data stage's chat column and few-shot turns render what they have)."""
     target = _get(record, "target")
     if target is None:
         raise ValueError("record has no target to render")
+    reasoning = None
+    if getattr(prompt, "variant", "detailed") == "cot":
+        reasoning = str(_get(record, "reasoning") or "").strip() or None
     if not getattr(prompt, "json_answer", True):
-        return str(target)
+        return f"{reasoning}\n\n{target}" if reasoning else str(target)
+    answer: dict[str, Any] = {"reasoning": reasoning} if reasoning else {}
     if task == "report":
-        return json.dumps({"result": target}, ensure_ascii=False)
-    return json.dumps({"answer": target, "citations": []}, ensure_ascii=False)
+        answer["result"] = target
+    else:
+        answer.update(answer=target, citations=supporting_ids(str(target), context, prompt))
+    return json.dumps(answer, ensure_ascii=False)
+
+
+def supporting_ids(target: str, context: Sequence[Hit], prompt: Any) -> list[str]:
+    """Ids of the hits shown WITH their id that hold `target` (see the module docstring), in context order."""
+    if not context:
+        return []
+    from medscribe.evaluate.metrics import normalize_text  # the form eval's exact match compares
+
+    want = normalize_text(target)
+    listed_cases = getattr(prompt, "context", "few_shot") == "system"
+    ids: list[str] = []
+    for hit in context:
+        if hit.answer is not None:
+            holds = listed_cases and normalize_text(hit.answer) == want
+        else:
+            holds = len(want.split()) >= MIN_QUOTE_WORDS and f" {want} " in f" {normalize_text(hit.text)} "
+        if holds and hit.id not in ids:
+            ids.append(hit.id)
+    return ids
 
 
 def system_prompt(task: str, prompt: Any, context: Sequence[Hit] = ()) -> str:
@@ -82,12 +123,12 @@ def system_prompt(task: str, prompt: Any, context: Sequence[Hit] = ()) -> str:
     text = getattr(prompt, "system", None) or SYSTEM_PROMPTS[(task, variant)]
     if getattr(prompt, "json_answer", True):
         text += "\n" + JSON_INSTRUCTIONS[f"{task}_cot" if variant == "cot" else task]
-    if context and getattr(prompt, "context", "few_shot") == "system":
-        lines = ["", "Similar cases:"]
-        for hit in context:
-            answer = f" -> {hit.answer}" if hit.answer else ""
-            lines.append(f"[{hit.id}] {hit.text}{answer}")
-        text += "\n".join(lines)
+    cases = [hit for hit in context if hit.answer is not None]
+    documents = [hit for hit in context if hit.answer is None]
+    if cases and getattr(prompt, "context", "few_shot") == "system":
+        text += "\n".join(["", "Similar cases:", *(f"[{hit.id}] {hit.text} -> {hit.answer}" for hit in cases)])
+    if documents:  # knowledge chunks have no answer to show as a few-shot turn: they are listed in both modes
+        text += "\n".join(["", "Reference documents:", *(f"[{hit.id}] {hit.text}" for hit in documents)])
     return text
 
 
@@ -98,19 +139,19 @@ def build_messages(
     context: Sequence[Hit] = (),
     include_target: bool = False,
 ) -> list[dict[str, str]]:
-    """Chat messages for one record: system, optional few-shot turns from `context`, the user turn,
-    and (for training) the assistant target."""
+    """Chat messages for one record: system (with listed cases/documents), few-shot turns from the cases in
+    `context`, the user turn, and (for training) the assistant target."""
     messages = [{"role": "system", "content": system_prompt(task, prompt, context)}]
     if context and getattr(prompt, "context", "few_shot") == "few_shot":
         for hit in context:
-            if hit.answer is None:
+            if hit.answer is None:  # a knowledge chunk: listed in the system prompt
                 continue
             shot = {**hit.metadata, "input": hit.text, "target": hit.answer}
             messages.append({"role": "user", "content": render_user(shot, task, prompt)})
             messages.append({"role": "assistant", "content": render_target(shot, task, prompt)})
     messages.append({"role": "user", "content": render_user(record, task, prompt)})
     if include_target:
-        messages.append({"role": "assistant", "content": render_target(record, task, prompt)})
+        messages.append({"role": "assistant", "content": render_target(record, task, prompt, context)})
     return messages
 
 
@@ -118,5 +159,5 @@ def build_prompt_completion(record: Any, task: str, prompt: Any, context: Sequen
     """TRL's prompt/completion form: loss on the completion only, whatever the chat template."""
     return {
         "prompt": build_messages(record, task, prompt, context),
-        "completion": [{"role": "assistant", "content": render_target(record, task, prompt)}],
+        "completion": [{"role": "assistant", "content": render_target(record, task, prompt, context)}],
     }

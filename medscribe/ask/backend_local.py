@@ -3,7 +3,12 @@
     backend = LocalBackend(settings.ask)            # ask.local_model, ask.adapter, ask.device, ask.batch_size
     backend.generate([Request(messages, "report"), ...], on_done=lambda i, gen: ...)
 
-Prompts are rendered with the model's own chat template (`add_generation_prompt=True`), left-padded and
+With an adapter, the tokenizer and chat template come from the adapter folder (sft saves the tokenizer it
+trained with there, `sft.chat_template` included), so serving renders prompts exactly as training did; an
+adapter folder without a tokenizer falls back to the base model's, with a warning and
+`tokenizer_source = "base model (adapter has no tokenizer)"` in `describe()`.
+
+Prompts are rendered with that chat template (`add_generation_prompt=True`), left-padded and
 generated `ask.batch_size` at a time, greedy unless `ask.temperature > 0`. Requests are sorted by prompt
 length before batching so a batch pads as little as possible; results are reported under their original
 index. The latency of a row is its batch's wall time (they finish together).
@@ -11,12 +16,18 @@ index. The latency of a row is its batch's wall time (they finish together).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from medscribe.ask.generation import Generation, OnDone, Request, one_line
 from medscribe.errors import RuntimeFailure, UsageError
+
+log = logging.getLogger(__name__)
+TOKENIZER_FROM_ADAPTER = "adapter"
+TOKENIZER_FROM_BASE = "base model"
+TOKENIZER_FALLBACK = "base model (adapter has no tokenizer)"
 
 
 def check_adapter(adapter: str | None) -> Path | None:
@@ -27,6 +38,19 @@ def check_adapter(adapter: str | None) -> Path | None:
     if not (path / "adapter_config.json").is_file():
         raise UsageError(f"{path}: --adapter must be a folder with adapter_config.json (the output of sft)")
     return path
+
+
+def tokenizer_location(model_name: str, adapter: Path | None) -> tuple[str, str]:
+    """(folder or hub id to load the tokenizer from, tokenizer_source for the run info)."""
+    if adapter is None:
+        return model_name, TOKENIZER_FROM_BASE
+    if (adapter / "tokenizer_config.json").is_file():
+        return str(adapter), TOKENIZER_FROM_ADAPTER
+    log.warning(
+        "%s has no tokenizer (tokenizer_config.json): serving with the base model's tokenizer and chat template, "
+        "which may differ from the ones the adapter was trained with", adapter,
+    )
+    return model_name, TOKENIZER_FALLBACK
 
 
 def resolve_device(device: str) -> str:
@@ -54,11 +78,17 @@ class LocalBackend:
         self.device = resolve_device(ask.device)
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else None
         dtype = dtype or (torch.float16 if self.device in ("cuda", "mps") else torch.float32)
+        tokenizer_from, self.tokenizer_source = tokenizer_location(self.model_name, self.adapter)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype)
         except OSError as exc:
             raise UsageError(f"ask.local_model: cannot load {self.model_name!r} ({one_line(exc, 200)})") from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+        except (OSError, ValueError) as exc:
+            what = f"ask.adapter: cannot load the tokenizer in {tokenizer_from}" if (
+                self.tokenizer_source == TOKENIZER_FROM_ADAPTER) else f"ask.local_model: cannot load {tokenizer_from!r}"
+            raise UsageError(f"{what} ({one_line(exc, 200)})") from None
         if self.adapter is not None:
             from peft import PeftModel
 
@@ -72,13 +102,14 @@ class LocalBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if not getattr(self.tokenizer, "chat_template", None):
-            raise UsageError(f"ask.local_model: {self.model_name!r} has no chat template")
+            raise UsageError(f"ask.local_model: the tokenizer from {tokenizer_from!r} has no chat template")
 
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
             "model": self.model_name,
             "adapter": str(self.adapter) if self.adapter else None,
+            "tokenizer_source": self.tokenizer_source,
             "device": self.device,
         }
 

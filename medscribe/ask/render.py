@@ -44,6 +44,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("tokens/s", "-" if summary["tokens_per_s"] is None else f"{summary['tokens_per_s']:.1f}"),
         ("backend / model", f"{summary['backend']} / {summary['model']}"),
         ("adapter", str(summary["adapter"] or "none")),
+        *([("tokenizer", summary["tokenizer_source"])] if summary.get("tokenizer_source") else []),
         ("k", str(summary["k"])),
     ]
     if summary.get("json_mode"):

@@ -10,6 +10,10 @@ serving, so training and serving prompts cannot drift apart. Labels are computed
 character offsets of the rendered chat template: exactly the assistant answer and the end-of-turn marker carry
 loss, whatever the template (with or without `{% generation %}` markers), and the template's own
 scaffolding inside the assistant turn (role header, a trailing newline) does not.
+
+Training rows may carry an optional `reasoning` (kept on `TrainingRecord`): with `prompt.variant = "cot"` the
+target is `{"reasoning": ..., "result"|"answer": ...}`, and `check_reasoning` refuses rows without it (the cot
+prompt and the served schema require reasoning; a target without it would teach the model to break both).
 """
 
 from __future__ import annotations
@@ -23,13 +27,19 @@ from pydantic import ValidationError
 
 from medscribe.errors import UsageError
 from medscribe.io import read_jsonl
-from medscribe.prompts import build_prompt_completion
+from medscribe.prompts import build_prompt_completion, supporting_ids
 from medscribe.schemas import Hit, Record
 
 IGNORE_INDEX = -100
 
 
-def load_records(path: str | Path, required: bool = True) -> list[Record]:
+class TrainingRecord(Record):
+    """A split row as sft reads it: a Record plus the optional chain-of-thought `reasoning` of its target."""
+
+    reasoning: str | None = None
+
+
+def load_records(path: str | Path, required: bool = True) -> list[TrainingRecord]:
     """Records of one split file; extra columns written by `data` (messages, ...) are ignored.
 
     A missing/empty file is a UsageError when `required`, else an empty list."""
@@ -38,11 +48,11 @@ def load_records(path: str | Path, required: bool = True) -> list[Record]:
         if required:
             raise UsageError(f"{path}: training set not found (run `medscribe data` first or set paths.data)")
         return []
-    records: list[Record] = []
-    fields = set(Record.model_fields)
+    records: list[TrainingRecord] = []
+    fields = set(TrainingRecord.model_fields)
     for lineno, row in enumerate(read_jsonl(path), start=1):
         try:
-            records.append(Record(**{k: v for k, v in row.items() if k in fields}))
+            records.append(TrainingRecord(**{k: v for k, v in row.items() if k in fields}))
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "row"
@@ -50,6 +60,20 @@ def load_records(path: str | Path, required: bool = True) -> list[Record]:
     if required and not records:
         raise UsageError(f"{path}: training set is empty (run `medscribe data` with more input rows)")
     return records
+
+
+def check_reasoning(records: Sequence[Record], path: str | Path, prompt: Any) -> None:
+    """With `prompt.variant = "cot"`, every row must carry a non-empty `reasoning`: a UsageError names the first
+    row without one (rows are numbered like load_records' messages) and how many lack it."""
+    if getattr(prompt, "variant", None) != "cot":
+        return
+    missing = [i for i, r in enumerate(records, start=1) if not str(getattr(r, "reasoning", None) or "").strip()]
+    if missing:
+        raise UsageError(
+            f"{path}: row {missing[0]}: field 'reasoning': missing ({len(missing)} of {len(records)} rows); "
+            "prompt.variant = 'cot' asks the model to reason before answering, so sft trains on each row's "
+            "reasoning: add it to every row, or train with prompt.variant = 'detailed'"
+        )
 
 
 def retrieve_context(
@@ -61,7 +85,11 @@ def retrieve_context(
     searches with the same metadata filter serving will use. The own id is excluded in the query; hits whose
     answer equals the record's target are dropped too (a duplicate case under another id would otherwise hand
     the model its answer). We ask for a few more than `k` so that dropping still leaves `k` where the index
-    has them. Returns (hits per record, dropped count)."""
+    has them. "Equals" is eval's exact-match comparison (`medscribe.evaluate.metrics.normalize_text`), the same
+    one `prompts.supporting_ids` uses: a hit that would be cited as holding the answer is a leak here.
+    Returns (hits per record, dropped count)."""
+    from medscribe.evaluate.metrics import normalize_text
+
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         key = tuple((f, getattr(record, f, None)) for f in filter_fields if getattr(record, f, None))
@@ -76,10 +104,10 @@ def retrieve_context(
             exclude_ids=[{records[i].id} for i in indices],
         )
         for i, hits in zip(indices, found, strict=True):
-            own = records[i].target.strip()
+            own = normalize_text(records[i].target)
             kept = []
             for hit in hits:
-                if hit.id == records[i].id or (hit.answer is not None and hit.answer.strip() == own):
+                if hit.id == records[i].id or (hit.answer is not None and normalize_text(hit.answer) == own):
                     dropped += 1
                     continue
                 kept.append(hit)
@@ -98,6 +126,14 @@ def build_examples(
         stats["rag_k"] = k
         stats["own_answer_hits_dropped"] = dropped
         stats["mean_context_hits"] = round(sum(map(len, contexts)) / len(records), 3)
+        # Knowledge chunks reach the prompt as reference documents; QA targets cite what holds the answer.
+        stats["knowledge_hits"] = sum(1 for hits in contexts for h in hits if h.answer is None)
+        stats["rows_with_citations"] = sum(
+            1 for r, hits in zip(records, contexts, strict=True)
+            if r.task == "qa" and getattr(prompt, "json_answer", True) and supporting_ids(r.target, hits, prompt)
+        )
+    if getattr(prompt, "variant", None) == "cot":
+        stats["rows_with_reasoning"] = sum(1 for r in records if str(getattr(r, "reasoning", None) or "").strip())
     examples = []
     for record, hits in zip(records, contexts, strict=True):
         example = build_prompt_completion(record, record.task, prompt, context=hits)

@@ -11,6 +11,7 @@ A run folder `paths.sft/<run>` holds: `adapter/` (LoRA weights + tokenizer: what
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -159,6 +160,11 @@ def run_sft(
             "train": {**train_stats, **train_tok},
             "eval": {**eval_stats, **eval_tok},
         },
+        # The adapter folder carries this tokenizer and template; `ask --adapter` serves with them.
+        "chat_template": {
+            "source": "sft.chat_template" if sft.chat_template else "base model",
+            "sha256": hashlib.sha256(str(tokenizer.chat_template).encode("utf-8")).hexdigest(),
+        },
         "versions": versions(),
         "resumed_from": str(checkpoint) if checkpoint else None,
         "is_main_process": is_main,
@@ -205,7 +211,7 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
     The cache makes a resumed run train on exactly the prompts (and retrieved context) it started with, and
     under torchrun only rank 0 queries the index (ChromaDB is not multi-process safe): the other ranks wait
     for rank 0's file."""
-    from medscribe.sft.dataset import build_examples, load_records
+    from medscribe.sft.dataset import build_examples, check_reasoning, load_records
 
     cache = run_dir / "examples.json"
     launch = os.environ.get("TORCHELASTIC_RUN_ID", "")  # same for all ranks of one torchrun/accelerate launch
@@ -225,6 +231,8 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
     eval_records = load_records(data_dir / "eval.jsonl", required=False)
     if sft.max_eval_samples is not None:
         eval_records = eval_records[: sft.max_eval_samples]
+    check_reasoning(train_records, data_dir / "train.jsonl", settings.prompt)
+    check_reasoning(eval_records, data_dir / "eval.jsonl", settings.prompt)
     if sft.rag_context and retriever is None:
         retriever = _open_retriever(settings)
     rag = retriever if sft.rag_context else None

@@ -1,10 +1,11 @@
-"""Training rows: answer-only labels for any chat template, RAG context without own-answer leakage,
-training prompt == serving prompt, and input errors."""
+"""Training rows: answer-only labels for any chat template, RAG context without own-answer leakage, cot
+targets with reasoning, QA citations, and input errors. Training prompt == serving prompt through the real
+loading code: tests/test_prompt_parity.py."""
 
 from __future__ import annotations
 
 import pytest
-from sft_helpers import FakeRetriever, report_rows, tiny_settings, write_data, write_jsonl
+from sft_helpers import FakeRetriever, report_rows, tiny_settings, tiny_sft_flags, write_data, write_jsonl
 
 from medscribe.errors import UsageError
 from medscribe.schemas import Hit, Record
@@ -110,25 +111,70 @@ def test_rag_context_uses_ask_filter_fields(tmp_path):
     assert {c["filters"]["organ"] for c in retriever.calls} == {"печень", "почка", "головной мозг"}
 
 
-def test_training_prompt_equals_serving_prompt(tokenizer, tmp_path):
-    """sft's rendered training prompt == the text `ask` sends for the same record and hits."""
-    from medscribe.ask.core import build_request
-    from medscribe.sft.dataset import render_texts
+def test_cot_prompt_trains_on_reasoning_and_refuses_rows_without_it(tmp_path):
+    """prompt.variant = "cot" asks for reasoning first: training targets carry it, and data without it is refused
+    (file, row, field) before any model is loaded (the parity of the whole prompt is tests/test_prompt_parity.py)."""
+    import json
 
-    settings = tiny_settings(tmp_path, tmp_path)
-    record = report_rows(1)[0]
-    hits = [Hit(id="n1", text="Очаг 3 мм", answer="Киста", score=0.8, metadata={"organ": "печень", "modality": "КТ"})]
+    from medscribe.settings import load_settings
+    from medscribe.sft.train import training_examples
 
-    class OneHit:
+    rows = [{**r, "reasoning": f"Контуры четкие, {r['organ']}."} for r in report_rows(3)]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    flags = tiny_sft_flags(tmp_path, tmp_path)
+    settings = load_settings(flags={**flags, "prompt": {"variant": "cot"}})
+    examples = training_examples(settings, tmp_path / "run", None, reuse=False, is_main=True)
+    train, stats = examples["train"]
+    assert stats["rows_with_reasoning"] == 3
+    for row, example in zip(rows, train, strict=True):
+        target = json.loads(example["completion"][0]["content"])
+        assert list(target) == ["reasoning", "result"] and target["reasoning"] == row["reasoning"]
+    # Another variant ignores the field: the prompt does not ask for reasoning.
+    detailed = training_examples(tiny_settings(tmp_path, tmp_path), tmp_path / "run2", None, reuse=False, is_main=True)
+    assert list(json.loads(detailed["train"][0][0]["completion"][0]["content"])) == ["result"]
+
+    rows[1]["reasoning"] = "  "
+    del rows[2]["reasoning"]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    with pytest.raises(UsageError, match=r"train.jsonl: row 2: field 'reasoning': missing \(2 of 3 rows\)"):
+        training_examples(settings, tmp_path / "run3", None, reuse=False, is_main=True)
+    write_jsonl(tmp_path / "data" / "train.jsonl", [{**r, "reasoning": "x"} for r in report_rows(2)])
+    write_jsonl(tmp_path / "data" / "eval.jsonl", report_rows(1, start=50))
+    with pytest.raises(UsageError, match=r"eval.jsonl: row 1: field 'reasoning'"):
+        training_examples(settings, tmp_path / "run4", None, reuse=False, is_main=True)
+
+
+def test_own_answer_is_dropped_after_exact_match_normalization(tmp_path):
+    """A hit whose answer differs from the target only in case/punctuation still hands over the answer."""
+    record = _records(1)[0]
+    hits = [Hit(id="x1", text="t", answer=record.target.upper() + " !", score=0.9),
+            Hit(id="x2", text="t", answer="Другое", score=0.8),
+            Hit(id="kb-1", text="a document chunk", answer=None, score=0.7)]
+
+    class Fixed:
         def search_many(self, queries, k=None, filters=None, exclude_ids=None):
             return [list(hits) for _ in queries]
 
-    examples, _ = build_examples(_records(1), settings.prompt, OneHit(), k=1)
-    train_prompt, _ = render_texts(examples[0], tokenizer)
-    serving = build_request(record, hits, settings)
-    serve_prompt = tokenizer.apply_chat_template(serving.messages, tokenize=False, add_generation_prompt=True)
-    assert train_prompt == serve_prompt
-    assert "Очаг 3 мм" in train_prompt and record["input"] in train_prompt
+    examples, stats = build_examples([record], tiny_settings(tmp_path, tmp_path).prompt, Fixed(), k=3)
+    assert examples[0]["context_ids"] == ["x2", "kb-1"] and stats["own_answer_hits_dropped"] == 1
+    assert stats["knowledge_hits"] == 1
+    assert "[kb-1] a document chunk" in examples[0]["prompt"][0]["content"]  # the chunk reaches the prompt
+
+
+def test_qa_targets_cite_the_document_that_states_the_answer(tmp_path):
+    import json
+
+    record = Record(id="q1", task="qa", input="Symptoms of anemia?", target="Fatigue, pallor and dyspnea.")
+    hits = [Hit(id="kb-1", text="Anemia: fatigue, pallor and dyspnea are typical.", answer=None, score=0.9),
+            Hit(id="kb-2", text="Unrelated chunk.", answer=None, score=0.8)]
+
+    class Fixed:
+        def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+            return [list(hits) for _ in queries]
+
+    examples, stats = build_examples([record], tiny_settings(tmp_path, tmp_path).prompt, Fixed(), k=2)
+    assert json.loads(examples[0]["completion"][0]["content"])["citations"] == ["kb-1"]
+    assert stats["rows_with_citations"] == 1
 
 
 def test_too_long_rows_are_dropped_and_counted(tokenizer, tmp_path):
