@@ -151,6 +151,10 @@ class AskSection(Section):
 
 class SftSection(Section):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
+    # generate: the model answers; copy: the nearest retrieved case's answer (no model; the retrieval-copy
+    # baseline); copy_or_generate: copy when that case's cosine is >= copy_threshold, generate otherwise.
+    mode: Literal["generate", "copy", "copy_or_generate"] = "generate"
+    copy_threshold: float | None = Field(default=None, ge=-1, le=1)
     base_model: str = "Qwen/Qwen2.5-7B-Instruct"
     max_seq_length: int = Field(default=2048, ge=16)
     load_in_4bit: bool = True

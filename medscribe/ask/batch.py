@@ -12,7 +12,10 @@ Files in the run folder:
 - log.jsonl: one line per request (prompt messages, retrieved ids/scores, raw output, parsed answer,
   latency, tokens, attempts, error); append-only across reruns.
 - summary.json: counts, failures, JSON validity rate, latency p50/p95, tokens/s, backend, model, adapter,
-  k, json mode requested/used.
+  k, json mode requested/used, mode and copied rows, and the run's fingerprint.
+- fingerprint.json: what produced the run (`provenance.run_fingerprint`), written before the first row. A rerun
+  of the same run with results present and another fingerprint is refused naming what changed (a resume would
+  mix two models' answers under one name); `overwrite=True` (`--overwrite`) deletes the run's files first.
 """
 
 from __future__ import annotations
@@ -25,9 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medscribe.ask.core import build_request, effective_k, make_backend, open_retriever, result_row, retrieve
+from medscribe.ask.core import (
+    build_request,
+    case_to_copy,
+    check_mode,
+    copy_generation,
+    effective_k,
+    make_backend,
+    open_retriever,
+    result_row,
+    retrieve,
+)
 from medscribe.ask.generation import Generation
 from medscribe.ask.inputs import read_inputs
+from medscribe.ask.provenance import FINGERPRINT_FILE, check_resume, run_fingerprint
 from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.io import atomic_write_json, atomic_write_jsonl
 
@@ -109,10 +123,13 @@ def run_batch(
     backend: Any = None,
     limit: int | None = None,
     console: Any = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Answer every row of `input_path`, resumably; returns the summary (also written to summary.json).
 
-    Raises RuntimeFailure when no row at all could be answered."""
+    Raises UsageError when the run folder holds results made with another fingerprint (unless `overwrite`),
+    RuntimeFailure when no row at all could be answered."""
+    check_mode(settings)
     records, ids_from_rows = read_inputs(input_path, settings.ask.columns, settings.data.task)
     if limit is not None:
         records = records[:limit]
@@ -123,6 +140,13 @@ def run_batch(
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path, log_path = run_dir / "results.jsonl", run_dir / "log.jsonl"
 
+    k = effective_k(settings)
+    if retriever is None and k > 0 and settings.index.server_url:
+        retriever = open_retriever(settings)  # a server index is fingerprinted by its row count: open it first
+    fingerprint = run_fingerprint(settings, records, input_path, retriever, k)
+    check_resume(run_dir, fingerprint, has_results=bool(load_done(results_path)[0]), overwrite=overwrite)
+    atomic_write_json(run_dir / FINGERPRINT_FILE, fingerprint)  # before any row: a killed run has it too
+
     previous, dropped = load_done(results_path)
     by_id = {r["id"]: r for r in records}
     done = {i: row for i, row in previous.items() if i in by_id and row.get("input") == by_id[i]["input"]}
@@ -131,7 +155,6 @@ def run_batch(
     _trim_torn_tail(log_path)
     todo = [r for r in records if r["id"] not in done]
 
-    k = effective_k(settings)
     started = time.monotonic()
     new_rows: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {}
@@ -139,24 +162,39 @@ def run_batch(
         if retriever is None and k > 0:
             retriever = open_retriever(settings)
         hits = retrieve(retriever, todo, k, settings.ask.filter_fields)
-        requests = [build_request(record, row_hits, settings) for record, row_hits in zip(todo, hits, strict=True)]
-        backend = backend or make_backend(settings)
-        info = backend.describe()
+        cases = [case_to_copy(row_hits, settings) for row_hits in hits]
+        # copy mode copies every row (a row with no case to copy fails, it is not handed to a model)
+        generate = [i for i, case in enumerate(cases) if case is None and settings.ask.mode != "copy"]
+        requests = {i: build_request(todo[i], hits[i], settings) for i in generate}
         results_out, log_out = _Appender(results_path, durable=True), _Appender(log_path, durable=False)
         progress = _progress(console)
         task_id = progress.add_task(f"ask {run}", total=len(todo))
 
-        def on_done(index: int, generation: Generation) -> None:
-            record, request = todo[index], requests[index]
-            row = result_row(record, hits[index], generation, request.task)
+        def write(index: int, row: dict[str, Any], messages: list | None, generation: Generation) -> None:
             results_out.write(row)
-            log_out.write(_log_line(row, request.messages, generation, info))
-            new_rows[record["id"]] = row
+            log_out.write(_log_line(row, messages, generation, info))
+            new_rows[todo[index]["id"]] = row
             progress.advance(task_id)
 
         try:
             with progress:
-                backend.generate(requests, on_done)
+                for i, case in enumerate(cases):
+                    if i not in requests:
+                        task = todo[i].get("task") or settings.data.task
+                        generation = copy_generation(case, task)
+                        write(i, result_row(todo[i], hits[i], generation, task, case, copied=case is not None),
+                              None, generation)
+                if generate:
+                    backend = backend or make_backend(settings)  # copy mode never loads a model
+                    info = backend.describe()
+                    order = list(requests)
+
+                    def on_done(index: int, generation: Generation) -> None:
+                        i = order[index]
+                        row = result_row(todo[i], hits[i], generation, requests[i].task)
+                        write(i, row, requests[i].messages, generation)
+
+                    backend.generate([requests[i] for i in order], on_done)
         finally:
             results_out.close()
             log_out.close()
@@ -166,6 +204,7 @@ def run_batch(
     atomic_write_jsonl(results_path, final)
     summary = _summary(settings, backend, info, run, run_dir, input_path, final, len(records), new_rows,
                        len(done), dropped, generation_s, ids_from_rows)
+    summary["fingerprint"] = fingerprint
     atomic_write_json(run_dir / "summary.json", summary)
     if summary["answered"] == 0:
         reasons = [row["error"] for row in final if row.get("error")]
@@ -184,7 +223,7 @@ def _progress(console: Any):
     )
 
 
-def _log_line(row: dict[str, Any], messages: list[dict[str, str]], gen: Generation, info: dict) -> dict[str, Any]:
+def _log_line(row: dict[str, Any], messages: list | None, gen: Generation, info: dict) -> dict[str, Any]:
     return {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "id": row["id"],
@@ -205,6 +244,7 @@ def _log_line(row: dict[str, Any], messages: list[dict[str, str]], gen: Generati
         "completion_tokens": gen.completion_tokens,
         "attempts": gen.attempts,
         "error": gen.error,
+        "copied_from": row.get("copied_from"),
     }
 
 
@@ -216,6 +256,7 @@ def _summary(settings, backend, info, run, run_dir, input_path, rows, total, new
     fresh_ok = [r for r in new_rows.values() if not r.get("error")]
     new_tokens = sum(r.get("completion_tokens") or 0 for r in fresh_ok)
     ask = settings.ask
+    copy_only = ask.mode == "copy"
     return {
         "run": run,
         "run_dir": str(run_dir),
@@ -236,10 +277,16 @@ def _summary(settings, backend, info, run, run_dir, input_path, rows, total, new
         "wall_s": round(generation_s, 3),
         "completion_tokens": new_tokens,
         "tokens_per_s": round(new_tokens / generation_s, 2) if new_rows and generation_s > 0 else None,
-        "backend": ask.backend,
-        "model": info.get("model") or (ask.model if ask.backend == "openai" else ask.local_model),
-        "adapter": info.get("adapter", ask.adapter),
+        "mode": ask.mode,
+        "copy_threshold": ask.copy_threshold if ask.mode == "copy_or_generate" else None,
+        "copied": sum(1 for r in rows if r.get("copied")),
+        # copy mode answers without a model: no backend, model or adapter produced its rows
+        "backend": None if copy_only else ask.backend,
+        "model": None if copy_only else (
+            info.get("model") or (ask.model if ask.backend == "openai" else ask.local_model)),
+        "adapter": None if copy_only else info.get("adapter", ask.adapter),
         "device": info.get("device"),
+        "tokenizer_source": info.get("tokenizer_source"),
         "k": effective_k(settings),
         "rag": effective_k(settings) > 0,
         "prompt_context": settings.prompt.context,

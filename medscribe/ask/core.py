@@ -6,27 +6,67 @@
 
 The retriever and the backend are arguments (dependency injection): tests pass fakes, the CLI passes
 None and gets the real ones. With k=0 (`--no-rag`) the index is never opened.
+
+Answer modes (`ask.mode`): `generate` (the model answers), `copy` (the answer of the nearest retrieved training
+case, no model loaded: the retrieval-copy baseline), `copy_or_generate` (copy when the nearest case's cosine is
+at least `ask.copy_threshold`, generate otherwise). A copied answer is written in the same JSON structure a model
+answer has and parsed by the same parser, so eval scores it like any run; `copied_from` names the case.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
 from medscribe.ask.answers import parse_answer
 from medscribe.ask.generation import Generation, Request
 from medscribe.errors import RuntimeFailure, UsageError
-from medscribe.schemas import Hit
+from medscribe.schemas import ANSWER_TEXT_FIELD, Hit
 
 RESULT_FIELDS = (
     "id", "task", "input", "reference", "prediction", "raw", "parsed", "parse_ok", "specialty", "organ",
     "modality", "retrieved_ids", "retrieved_scores", "error", "latency_s", "prompt_tokens", "completion_tokens",
 )
+NO_CASE_TO_COPY = "copy: no retrieved case with an answer (index.threshold, filters or k left none)"
 
 
 def effective_k(settings: Any) -> int:
     """ask.k when set (`--k`, `--no-rag` = 0), else the index's default k."""
     return settings.ask.k if settings.ask.k is not None else settings.index.k
+
+
+def check_mode(settings: Any) -> None:
+    """Copy modes need retrieval, and copy_or_generate a threshold: say so before any work is done."""
+    ask = settings.ask
+    if ask.mode != "generate" and effective_k(settings) == 0:
+        raise UsageError(f"ask.mode = {ask.mode!r} copies a retrieved case: it needs k >= 1 (not --no-rag / k = 0)")
+    if ask.mode == "copy_or_generate" and ask.copy_threshold is None:
+        raise UsageError("ask.mode = 'copy_or_generate' needs ask.copy_threshold (--copy-threshold, a cosine)")
+
+
+def case_to_copy(hits: list[Hit], settings: Any) -> Hit | None:
+    """The retrieved case whose answer this row copies, or None when the model must answer.
+
+    The nearest hit that is a case (has an answer; knowledge chunks have none). copy: always that case;
+    copy_or_generate: only when its score (cosine) is >= ask.copy_threshold."""
+    mode = settings.ask.mode
+    if mode == "generate":
+        return None
+    case = next((h for h in hits if h.answer is not None), None)
+    if mode == "copy_or_generate" and (case is None or case.score < settings.ask.copy_threshold):
+        return None
+    return case
+
+
+def copy_generation(case: Hit | None, task: str) -> Generation:
+    """A copied answer as a Generation: the case's answer in the task's answer JSON (qa cites the case)."""
+    if case is None:
+        return Generation(error=NO_CASE_TO_COPY)
+    answer: dict[str, Any] = {ANSWER_TEXT_FIELD[task]: case.answer}
+    if task == "qa":
+        answer["citations"] = [case.id]
+    return Generation(raw=json.dumps(answer, ensure_ascii=False), latency_s=0.0, attempts=0)
 
 
 def open_retriever(settings: Any) -> Any | None:
@@ -90,8 +130,9 @@ def build_request(record: dict[str, Any], hits: list[Hit], settings: Any) -> Req
     )
 
 
-def result_row(record: dict[str, Any], hits: list[Hit], generation: Generation, task: str) -> dict[str, Any]:
-    """One results.jsonl row (the contract eval reads)."""
+def result_row(record: dict[str, Any], hits: list[Hit], generation: Generation, task: str,
+               copied_from: Hit | None = None, copied: bool = False) -> dict[str, Any]:
+    """One results.jsonl row (the contract eval reads); `copied` marks a retrieval-copy answer."""
     failed = generation.error is not None
     parsed = None if failed else parse_answer(generation.raw, task)
     return {
@@ -115,6 +156,8 @@ def result_row(record: dict[str, Any], hits: list[Hit], generation: Generation, 
         # Not part of the eval contract; the log has the same, kept here for a quick look.
         "parse_error": None if failed or parsed.ok else parsed.reason,
         "repaired": False if failed else parsed.repaired,
+        "copied": copied,
+        "copied_from": copied_from.id if copied_from is not None else None,
     }
 
 
@@ -132,6 +175,7 @@ def ask_one(
     """Answer one finding/question: retrieve, prompt, generate, parse. Returns a results row (+ hits)."""
     if not text or not text.strip():
         raise UsageError("ask: the text to answer is empty")
+    check_mode(settings)
     task = task or settings.data.task
     record = {"id": None, "input": text.strip(), "organ": organ, "modality": modality, "specialty": specialty}
     record["task"] = task
@@ -139,13 +183,19 @@ def ask_one(
     if retriever is None and k > 0:
         retriever = open_retriever(settings)
     hits = retrieve(retriever, [record], k, settings.ask.filter_fields)[0]
-    request = build_request(record, hits, settings)
-    backend = backend or make_backend(settings)
-    generations: list[Generation] = []
-    backend.generate([request], lambda _i, gen: generations.append(gen))
-    row = result_row(record, hits, generations[0], task)
-    row["hits"] = [h.model_dump() for h in hits]
-    row["messages"] = request.messages
+    case = case_to_copy(hits, settings)
+    if settings.ask.mode == "copy" or case is not None:
+        row = result_row(record, hits, copy_generation(case, task), task, copied_from=case,
+                         copied=case is not None)
+        row["hits"], row["messages"] = [h.model_dump() for h in hits], None
+    else:
+        request = build_request(record, hits, settings)
+        backend = backend or make_backend(settings)
+        generations: list[Generation] = []
+        backend.generate([request], lambda _i, gen: generations.append(gen))
+        row = result_row(record, hits, generations[0], task)
+        row["hits"] = [h.model_dump() for h in hits]
+        row["messages"] = request.messages
     if row["error"]:
         raise RuntimeFailure(f"ask: {row['error']}")
     return row

@@ -52,6 +52,11 @@ def command(
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1 (local)."),
     column: list[str] | None = typer.Option(None, "--column", help="FIELD=COLUMN mapping for --input; repeat."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N input rows."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="generate (the model answers), copy (the nearest case's answer, no model) or "
+        "copy_or_generate (copy when its cosine >= --copy-threshold)."),
+    copy_threshold: float | None = typer.Option(None, "--copy-threshold", help="Cosine for copy_or_generate."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Batch: delete the run's results and start afresh."),
     as_json: bool = typer.Option(False, "--json", help="Single: print the result row as JSON."),
 ) -> None:
     """Answer a finding/question with retrieved similar cases, or a whole file (--input) into a resumable run."""
@@ -69,12 +74,15 @@ def command(
         "adapter": adapter, "k": 0 if no_rag else k, "concurrency": concurrency, "batch_size": batch_size,
         "max_new_tokens": max_new_tokens, "temperature": temperature, "json_mode": json_mode,
         "timeout": timeout, "max_retries": max_retries, "device": device, "columns": _column_map(column),
+        "mode": mode, "copy_threshold": copy_threshold,
     }
     settings = load_settings(ctx, {"ask": ask_flags, "data": {"task": task}})
     if no_adapter:
         settings.ask.adapter = None
 
     if input is None:
+        if overwrite:
+            raise UsageError("ask: --overwrite applies to a batch run (--input)")
         from medscribe.ask import ask_one
         from medscribe.ask.render import answer_panel
 
@@ -85,6 +93,8 @@ def command(
             typer.echo(json.dumps({k: v for k, v in row.items() if k != "messages"}, ensure_ascii=False))
         else:
             console.print(answer_panel(row))
+            if row.get("copied"):
+                console.print(f"copied from case {row['copied_from']} (ask.mode = {settings.ask.mode}): no model ran")
         return
 
     if organ or modality or specialty:
@@ -92,8 +102,11 @@ def command(
     from medscribe.ask import run_batch
     from medscribe.ask.render import summary_table
 
-    summary = run_batch(settings, input, run=run, limit=limit, console=err_console)
+    summary = run_batch(settings, input, run=run, limit=limit, console=err_console, overwrite=overwrite)
     console.print(summary_table(summary))
+    if summary["mode"] != "generate":
+        console.print(f"mode {summary['mode']}: {summary['copied']} of {summary['count']} answer(s) copied "
+                      "from the nearest retrieved case")
     if summary["failures"]:
         err_console.print(
             f"[yellow]warning:[/yellow] {summary['failures']} row(s) failed "

@@ -15,7 +15,9 @@ Faults are chosen per request by a marker in the LAST user message (so they foll
 Server-wide: `latency` (seconds per request), `reject_schema` (True: 400 "response_format ... not supported";
 "llamacpp": its 500) when a json_schema response_format is sent, `status_all` (every request gets that HTTP
 status and a body echoing the Authorization header, as careless servers do: tests check the key is scrubbed),
-`drop_after` (after that many requests every connection is dropped: a server dying mid-batch).
+`drop_after` (after that many requests every connection is dropped: a server dying mid-batch), `hold_until`
+(hold every request until that many are in flight at once, at most `hold_s` seconds; then the gate stays open).
+`max_in_flight` is the most requests the server was handling at one time: concurrency measured without a clock.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ MARKER = re.compile(r"\[\[(\w+?)(?:x(\d+))?\]\]")
 
 class FakeServer:
     def __init__(self, latency: float = 0.0, reject_schema: bool | str = False, status_all: int | None = None,
-                 drop_after: int | None = None, slow_s: float = 3.0, port: int = 0):
+                 drop_after: int | None = None, slow_s: float = 3.0, port: int = 0, hold_until: int | None = None,
+                 hold_s: float = 20.0):
         self.latency = latency
         self.reject_schema = reject_schema
         self.status_all = status_all
@@ -43,6 +46,10 @@ class FakeServer:
         self.requests: list[dict[str, Any]] = []
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()
+        self.hold_until, self.hold_s = hold_until, hold_s
+        self.in_flight = self.max_in_flight = 0
+        self._gate = threading.Condition()
+        self._gate_open = hold_until is None
         self._httpd = _Server(("127.0.0.1", port), _handler(self))
         self._httpd.handle_error = lambda *a: None  # clients that gave up (timeouts) are expected here
         self._thread: threading.Thread | None = None
@@ -65,6 +72,20 @@ class FakeServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def enter(self) -> None:
+        """A request arrives: count it; with hold_until, wait (bounded) until that many are in flight."""
+        with self._gate:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if not self._gate_open and self.in_flight >= self.hold_until:
+                self._gate_open = True
+                self._gate.notify_all()
+            self._gate.wait_for(lambda: self._gate_open, timeout=self.hold_s)
+
+    def leave(self) -> None:
+        with self._gate:
+            self.in_flight -= 1
 
     def answer(self, body: dict[str, Any], auth: str = "") -> tuple[int, dict[str, Any] | None, dict[str, str]]:
         """Decide the response for one request: (status, json body or None to drop, headers)."""
@@ -148,9 +169,13 @@ def _handler(server: FakeServer):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if server.latency:
-                time.sleep(server.latency)
-            status, payload, headers = server.answer(body, self.headers.get("authorization", ""))
+            server.enter()
+            try:
+                if server.latency:
+                    time.sleep(server.latency)
+                status, payload, headers = server.answer(body, self.headers.get("authorization", ""))
+            finally:
+                server.leave()
             if payload is None:  # drop: close the socket without a byte of response
                 self.close_connection = True
                 try:

@@ -176,6 +176,7 @@ def test_kill_9_mid_batch_then_resume(tmp_path):
         proc.wait()
         done_before = [json.loads(x)["id"] for x in results.read_text(encoding="utf-8").splitlines() if x.strip()]
         assert 5 <= len(done_before) < len(rows), "kill came too late to test resume"
+        killed_fingerprint = json.loads((run_dir / "fingerprint.json").read_text(encoding="utf-8"))
         # simulate the worst case too: a torn half line at the end of the file
         with open(results, "a", encoding="utf-8") as fh:
             fh.write('{"id": "id-23", "inp')
@@ -191,6 +192,7 @@ def test_kill_9_mid_batch_then_resume(tmp_path):
     assert asked_again == len(rows) - len(set(done_before))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_rows"] == len(set(done_before)) and summary["torn_lines_dropped"] == 1
+    assert summary["fingerprint"] == killed_fingerprint  # written at the start: the killed run had it already
 
 
 def test_batch_with_real_index(env, tmp_path, server, minilm, monkeypatch):

@@ -35,9 +35,12 @@ def test_single_report_local_with_retrieval(make_settings, tiny_model_dir, fake_
     row = ask_one(settings, "Очаг 5 мм", organ="головной мозг", retriever=fake_retriever)
     assert row["error"] is None and row["retrieved_ids"] == ["case-0"]
     assert 0 < row["completion_tokens"] <= 12 and row["prompt_tokens"] > 10
-    # a random tiny model writes no valid JSON: recorded, raw text kept as the prediction
-    if not row["parse_ok"]:
-        assert row["prediction"] == row["raw"].strip() and row["parse_error"]
+    # whatever the random tiny model wrote, the row says how it was read: valid JSON -> its result field is the
+    # prediction; anything else -> recorded with the reason, raw text kept as the prediction
+    if row["parse_ok"]:
+        assert row["prediction"] == row["parsed"]["result"] and row["parse_error"] is None
+    else:
+        assert row["prediction"] == row["raw"].strip() and row["parse_error"] and row["parsed"] is None
 
 
 def test_batch_qa_local_base_vs_adapter(tmp_path, make_settings, tiny_model_dir, adapter_dir):
