@@ -2,6 +2,7 @@
 
     medscribe eval artifacts/ask/tuned-rag
     medscribe eval artifacts/ask/base artifacts/ask/tuned --fail-under rougeL=0.3 --out reports/round2
+    medscribe eval artifacts/ask/base artifacts/ask/copy artifacts/ask/tuned --baseline copy
     medscribe eval preds.csv --prediction-column answer --reference-column gold --metrics exact_match,rouge
 """
 
@@ -20,7 +21,10 @@ def _split(value: str | None) -> list[str] | None:
 def command(
     ctx: typer.Context,
     runs: list[Path] = typer.Argument(
-        ..., help="Run dirs (with results.jsonl) or CSV/JSONL files; the first is the baseline of comparisons."
+        ..., help="Run dirs (with results.jsonl) or CSV/JSONL files; the first is the baseline unless --baseline."
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Run (name or path) every other run is compared with; pairwise Δ are in the report."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: paths.eval/<run names>)."),
     name: str | None = typer.Option(None, "--name", help="Report name (default: the run names joined by -vs-)."),
@@ -38,7 +42,8 @@ def command(
         None, "--fail-under", help="Gate METRIC=VALUE (repeatable): exit 1 when the last run scores lower."
     ),
 ) -> None:
-    """Score and compare runs: metrics with paired bootstrap CIs, per-group breakdowns, plots, HTML report.
+    """Score and compare runs: metrics with paired bootstrap CIs (every run vs the baseline, and every pair),
+    per-group breakdowns, plots, HTML report; refuses runs whose fingerprints name different test inputs.
 
     Writes metrics.json, rows.csv, recommendations.json, PNG plots and report.html/.md; --fail-under gates."""
     flags = {
@@ -55,7 +60,7 @@ def command(
 
     gates = parse_gates(fail_under)
     try:
-        run_eval(settings, runs, out=out, name=name, fail_under=gates, console=console)
+        run_eval(settings, runs, out=out, name=name, fail_under=gates, console=console, baseline=baseline)
     except GateFailed as exc:
         err_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -43,15 +43,33 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
+def fingerprint_label(data: dict) -> str:
+    """A run's fingerprint digest (what produced it), or a visible 'unknown'."""
+    fingerprint = data.get("fingerprint")
+    return fingerprint["digest"] if fingerprint else "unknown"
+
+
+def _delta_cell(d: dict | None) -> str:
+    if not d:
+        return "–"
+    significant = d["low"] > 0 or d["high"] < 0
+    color = ("green" if d["delta"] > 0 else "red") if significant else "white"
+    return f"[{color}]{d['delta']:+.4f}[/{color}] [{_fmt(d['low'])}, {_fmt(d['high'])}]"
+
+
 def metrics_table(report: dict) -> Table:
     runs = list(report["runs"])
-    base = runs[0]
-    table = Table(title=f"eval {report['name']} (0..1, [95% CI])", show_lines=False)
+    base = report.get("baseline") or runs[0]
+    others = [run for run in runs if run != base]
+    table = Table(title=f"eval {report['name']} (0..1, [95% CI]; baseline {base})", show_lines=False)
     table.add_column("metric", style="bold")
     for run in runs:
         table.add_column(run, justify="right")
-    for run in runs[1:]:
+    for run in others:
         table.add_column(f"Δ {run}−{base} [95% CI]", justify="right")
+    table.add_row("[dim]fingerprint[/dim]", *(
+        f"[dim]{fingerprint_label(report['runs'][r])}[/dim]" if report["runs"][r].get("fingerprint")
+        else "[yellow]unknown[/yellow]" for r in runs), *([""] * len(others)))
     for metric in report["metric_order"]:
         cells = [metric]
         for run in runs:
@@ -60,15 +78,26 @@ def metrics_table(report: dict) -> Table:
             n = data["n"].get(metric)
             ci = f" [{_fmt(low)}, {_fmt(high)}]" if low is not None else ""
             cells.append(f"{_fmt(data['metrics'].get(metric))}{ci}" + (f" n={n}" if n != data["scored"] else ""))
-        for run in runs[1:]:
-            d = report["comparison"].get(run, {}).get(metric)
-            if not d:
-                cells.append("–")
-                continue
-            significant = d["low"] > 0 or d["high"] < 0
-            color = ("green" if d["delta"] > 0 else "red") if significant else "white"
-            cells.append(f"[{color}]{d['delta']:+.4f}[/{color}] [{_fmt(d['low'])}, {_fmt(d['high'])}]")
+        for run in others:
+            cells.append(_delta_cell(report["comparison"].get(run, {}).get(metric)))
         table.add_row(*cells)
+    return table
+
+
+def pairwise_table(report: dict) -> Table | None:
+    """Δ (second − first) of every pair of runs; only worth a table when some pair leaves out the baseline."""
+    base = report.get("baseline")
+    pairs = [key for key in report.get("pairwise", {}) if base not in key.split("|")]
+    if not pairs:
+        return None
+    keys = list(report["pairwise"])
+    table = Table(title="pairwise Δ (second − first) [95% CI]")
+    table.add_column("metric", style="bold")
+    for key in keys:
+        first, second = key.split("|", 1)
+        table.add_column(f"{second}−{first}", justify="right")
+    for metric in report["metric_order"]:
+        table.add_row(metric, *(_delta_cell(report["pairwise"][key].get(metric)) for key in keys))
     return table
 
 
@@ -96,6 +125,18 @@ def show(result, console: Console | None = None) -> None:
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     out.print(metrics_table(report))
+    for run, data in report["runs"].items():  # whole digests, which a narrow table would wrap
+        fingerprint = data.get("fingerprint")
+        if fingerprint:
+            parts = fingerprint.get("parts") or {}
+            out.print(f"[dim]{run} fingerprint {fingerprint['digest']} (input {parts.get('input') or 'unknown'})"
+                      "[/dim]", highlight=False, soft_wrap=True)
+        else:
+            out.print(f"[yellow]{run} fingerprint unknown: provenance not recorded[/yellow]", highlight=False,
+                      soft_wrap=True)
+    pairwise = pairwise_table(report)
+    if pairwise is not None:
+        out.print(pairwise)
     for table in group_tables(report):
         out.print(table)
     for name, signature in report["signatures"].items():

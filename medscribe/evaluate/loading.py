@@ -32,6 +32,8 @@ class RunData:
     references: list[str | None]
     parsed: list[dict | None]
     parse_ok: list[bool | None]
+    # whether the parsed JSON needed a repair (fences, chatter, json_repair), None when unknown
+    repaired: list[bool | None] = field(default_factory=list)
     # group_by field -> value per row (None when unknown)
     groups: dict[str, list[str | None]] = field(default_factory=dict)
     # reference values of structured fields (has_finding/organ/modality) per row, None when unknown
@@ -42,6 +44,9 @@ class RunData:
     errors: int = 0
     summary: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # what produced the run (`fingerprint.json` / summary.json["fingerprint"]): {"digest", "parts"}, or None
+    fingerprint: dict | None = None
+    notes: list[str] = field(default_factory=list)   # how a metric was derived (shown in the report)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,10 +57,12 @@ class RunData:
         return RunData(
             name=self.name, path=self.path, ids=pick(self.ids), predictions=pick(self.predictions),
             references=pick(self.references), parsed=pick(self.parsed), parse_ok=pick(self.parse_ok),
+            repaired=pick(self.repaired),
             groups={k: pick(v) for k, v in self.groups.items()},
             ref_fields={k: pick(v) for k, v in self.ref_fields.items()},
             retrieved_ids=pick(self.retrieved_ids), gold_ids=pick(self.gold_ids), lines=pick(self.lines),
-            errors=self.errors, summary=self.summary, warnings=self.warnings,
+            errors=self.errors, summary=self.summary, warnings=self.warnings, fingerprint=self.fingerprint,
+            notes=self.notes,
         )
 
 
@@ -167,7 +174,7 @@ def load_run(path: Path, cfg, name: str | None = None) -> RunData:
 
     run = RunData(
         name=name or (path.name if path.is_dir() else path.stem), path=path, ids=[], predictions=[],
-        references=[], parsed=[], parse_ok=[],
+        references=[], parsed=[], parse_ok=[], repaired=[],
         groups={g: [] for g in cfg.group_by}, ref_fields={f: [] for f in REFERENCE_FIELDS},
     )
     has_ids = cfg.id_column in header
@@ -195,6 +202,7 @@ def load_run(path: Path, cfg, name: str | None = None) -> RunData:
         parsed = _as_parsed(row.get("parsed"))
         run.parsed.append(parsed)
         run.parse_ok.append(_as_bool(row.get("parse_ok")) if "parse_ok" in row else None)
+        run.repaired.append(_repaired(row, run.parse_ok[-1]))
         for group in cfg.group_by:
             run.groups[group].append(_clean(row.get(group)))
         for field_name in REFERENCE_FIELDS:
@@ -204,13 +212,58 @@ def load_run(path: Path, cfg, name: str | None = None) -> RunData:
         run.gold_ids.append(_clean(row.get(cfg.gold_column)))
     if all(ref is None for ref in run.references):
         raise UsageError(f"{source}: column {cfg.reference_column!r} is empty in every row: nothing to score")
+    if any(ok and "repaired" not in row for (_, row), ok in zip(rows, run.parse_ok, strict=True)):
+        run.notes.append(f"{run.name}: rows without 'repaired': json_strict from strict json.loads of 'raw'")
     summary_path = source.parent / "summary.json"
     if summary_path.is_file():
         try:
             run.summary = json.loads(summary_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             run.warnings.append(f"{summary_path}: unreadable, ignored")
+    run.fingerprint = read_fingerprint(source.parent, run.summary)
     return run
+
+
+def _repaired(row: dict, parse_ok: bool | None) -> bool | None:
+    """Did the parsed answer need a repair? The row says so (`repaired`, written by ask); an older or foreign
+    file without it is judged from `raw`: strict JSON as produced means no repair. Unknown -> None."""
+    if not parse_ok:
+        return None
+    if "repaired" in row:
+        return _as_bool(row["repaired"])
+    raw = row.get("raw")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return not isinstance(json.loads(raw.strip()), dict)
+    except (json.JSONDecodeError, ValueError):
+        return True
+
+
+def read_fingerprint(folder: Path, summary: dict) -> dict | None:
+    """The run's fingerprint from `fingerprint.json`, else from summary.json; None when it has none.
+
+    Both present and different means the run was restarted after its summary was written (a run that was
+    not finished): its answers cannot be attributed, so that is a usage error."""
+    found: dict[str, dict] = {}
+    path = folder / "fingerprint.json"
+    if path.is_file():
+        try:
+            found[str(path)] = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UsageError(f"{path}: not valid JSON") from None
+    if isinstance(summary, dict) and summary.get("fingerprint") is not None:
+        found[f"{folder / 'summary.json'} field 'fingerprint'"] = summary["fingerprint"]
+    for where, record in found.items():
+        if not isinstance(record, dict) or not isinstance(record.get("digest"), str) \
+                or not isinstance(record.get("parts"), dict):
+            raise UsageError(f"{where}: expected {{\"digest\": \"<hex>\", \"parts\": {{...}}}}")
+    records = list(found.values())
+    if len(records) == 2 and records[0]["digest"] != records[1]["digest"]:
+        raise UsageError(
+            f"{folder}: fingerprint.json ({records[0]['digest']}) and summary.json ({records[1]['digest']}) "
+            "disagree: the run was restarted and not finished; finish it with ask first")
+    return records[0] if records else None
 
 
 def align_runs(runs: list[RunData]) -> list[RunData]:

@@ -93,10 +93,16 @@ def _data_uri(png: Path) -> str:
 def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) of every table in the report, shared by HTML and Markdown."""
     runs = list(report["runs"])
-    sections = []
+    base = report.get("baseline") or runs[0]
+    others = [run for run in runs if run != base]
+    sections = [(
+        "Runs (fingerprint: what produced each run, written by ask; unknown = provenance not recorded)",
+        ["run", "rows", "scored", "fingerprint", "mode", "test input (sha256/16)"],
+        [[run, data["rows"], data["scored"], *_provenance(data.get("fingerprint"))]
+         for run, data in report["runs"].items()],
+    )]
     header = ["metric", *runs]
-    base = runs[0]
-    for run in runs[1:]:
+    for run in others:
         header += [f"Δ {run} − {base}", "95% CI", "p"]
     rows = []
     for metric in report["metric_order"]:
@@ -105,11 +111,21 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
             value = report["runs"][run]["metrics"].get(metric)
             low, high = report["runs"][run]["ci95"].get(metric, (None, None))
             row.append(_fmt(value) + (f" [{_fmt(low)}, {_fmt(high)}]" if low is not None else ""))
-        for run in runs[1:]:
+        for run in others:
             d = report.get("comparison", {}).get(run, {}).get(metric)
             row += [_fmt(d["delta"]), f"[{_fmt(d['low'])}, {_fmt(d['high'])}]", _fmt(d["p_value"])] if d else ["–"] * 3
         rows.append(row)
-    sections.append(("Metrics (0..1; bootstrap 95% CI)", header, rows))
+    sections.append((f"Metrics (0..1; bootstrap 95% CI; Δ against the baseline {base})", header, rows))
+    pairwise = report.get("pairwise") or {}
+    if len(runs) > 2:  # with two runs the one pair is the baseline comparison above
+        keys = list(pairwise)
+        header = ["metric"]
+        for key in keys:
+            first, second = key.split("|", 1)
+            header.append(f"Δ {second} − {first} [95% CI]")
+        sections.append(("Pairwise differences (paired bootstrap, same resamples)", header, [
+            [metric, *(_delta(pairwise[key].get(metric)) for key in keys)] for metric in report["metric_order"]
+        ]))
     last = runs[-1]
     for field, table in report["runs"][last]["groups"].items():
         metric = report["primary_metric"]
@@ -130,6 +146,17 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
             [[g["group"], g["n"], _fmt(g["fraction"]), g["reason"]] for g in rec["groups"]],
         ))
     return sections
+
+
+def _delta(d: dict | None) -> str:
+    return f"{_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}] p={_fmt(d['p_value'])}" if d else "–"
+
+
+def _provenance(fingerprint: dict | None) -> list[str]:
+    if not fingerprint:
+        return ["unknown", "–", "–"]
+    parts = fingerprint.get("parts") or {}
+    return [fingerprint["digest"], str(parts.get("mode") or "–"), str(parts.get("input") or "–")]
 
 
 def write_html(report: dict, plots: list[Path], target: Path) -> Path:
@@ -169,4 +196,7 @@ def _notes(report: dict) -> list[str]:
     notes += [f"{name}: {sig}" for name, sig in report.get("signatures", {}).items()]
     notes += [f"{name}: {text}" for name, text in report.get("variants", {}).items()]
     notes += [f"skipped {name}: {why}" for name, why in report.get("skipped", {}).items()]
+    notes += list(report.get("notes", []))
+    notes += [f"{run}: no fingerprint: provenance unknown (compared by id only)"
+              for run, data in report["runs"].items() if not data.get("fingerprint")]
     return notes

@@ -6,8 +6,13 @@
     result.report["runs"]["tuned"]["metrics"]["rougeL"]
 
 Writes into `settings.paths.eval/<name>` (or `out`): metrics.json, rows.csv, recommendations.json, PNG plots,
-report.html / report.md. Gates (`fail_under`, merged over `eval.fail_under`) check the LAST run given (the
-candidate); a gate that fails raises `GateFailed` (exit 1) after everything is written.
+report.html / report.md. Every run is compared with `baseline` (a run name or path; default the first run):
+report["comparison"][run][metric] = {"delta", "low", "high", "p_value"}, and every pair a-before-b in the given
+order: report["pairwise"]["a|b"][metric] (b - a). Each run's fingerprint (what produced it, written by ask) is
+in report["runs"][run]["fingerprint"]; runs whose fingerprints name different test inputs are refused
+(UsageError), runs without one are compared by id with a warning. Gates (`fail_under`, merged over
+`eval.fail_under`) check the LAST run given (the candidate); a gate that fails raises `GateFailed` (exit 1)
+after everything is written.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.evaluate.breakdown import group_scores, recommend_fractions, weakest_groups
-from medscribe.evaluate.compare import bootstrap
+from medscribe.evaluate.compare import bootstrap, pair_key
 from medscribe.evaluate.loading import align_runs, load_run
 from medscribe.evaluate.scoring import score_runs
 from medscribe.io import atomic_path, atomic_write_json
@@ -32,7 +37,8 @@ from medscribe.io import atomic_path, atomic_write_json
 METRIC_ORDER = [
     "exact_match", "token_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor", "meteor_exact",
     "edit_similarity", "bertscore_f1", "bertscore_precision", "bertscore_recall", "embedding_cosine",
-    "json_valid", "has_finding_acc", "organ_acc", "modality_acc", "organ_cosine", "organ_match",
+    "json_valid", "json_strict", "json_repaired", "has_finding_acc", "organ_acc", "modality_acc", "organ_cosine",
+    "organ_match",
 ]
 # Metric -> the eval.metrics family that produces it (None: computed whenever its columns exist).
 FAMILY = {
@@ -40,7 +46,8 @@ FAMILY = {
     "rouge2": "rouge", "rougeL": "rouge", "meteor": "meteor", "meteor_exact": "meteor",
     "edit_similarity": "edit_similarity", "bertscore_f1": "bertscore", "bertscore_precision": "bertscore",
     "bertscore_recall": "bertscore", "embedding_cosine": "embedding_cosine", "organ_cosine": "organ_cosine",
-    "organ_match": "organ_cosine", "json_valid": None, "has_finding_acc": None, "organ_acc": None,
+    "organ_match": "organ_cosine", "json_valid": None, "json_strict": None, "json_repaired": None,
+    "has_finding_acc": None, "organ_acc": None,
     "modality_acc": None, "mrr": None,
 }
 RECALL_RE = re.compile(r"^recall@(\d+)$")
@@ -122,8 +129,10 @@ def run_eval(
     name: str | None = None,
     fail_under: dict[str, float] | None = None,
     console=None,
+    baseline: str | None = None,
 ) -> EvalResult:
-    """Evaluate `inputs` (run dirs or CSV/JSONL files); the first is the baseline of every comparison."""
+    """Evaluate `inputs` (run dirs or CSV/JSONL files); every run is compared with `baseline` (a run name or
+    one of `inputs`; default the first) and every pair of runs with each other."""
     from medscribe.evaluate import display
 
     cfg = settings.eval
@@ -139,8 +148,10 @@ def run_eval(
     for i, run in enumerate(runs):  # two runs named alike (e.g. two results.jsonl files) get their position
         if names.count(run.name) > 1:
             run.name = f"{run.name}#{i + 1}"
+    base = resolve_baseline(runs, baseline)
+    provenance = check_provenance(runs)
     runs = align_runs(runs)
-    warnings = [w for run in runs for w in run.warnings]
+    warnings = [w for run in runs for w in run.warnings] + provenance
 
     with display.progress(console) as step:
         scores, notes = score_runs(runs, settings, step)
@@ -148,7 +159,7 @@ def run_eval(
             skipped = "; ".join(f"{k}: {v}" for k, v in notes.skipped.items()) or "no metric applies to these columns"
             raise RuntimeFailure(f"eval: no metric could be computed ({skipped})")
         step("bootstrap", 0, cfg.bootstrap_samples)
-        boot = bootstrap(scores, samples=cfg.bootstrap_samples, seed=cfg.seed)
+        boot = bootstrap(scores, samples=cfg.bootstrap_samples, seed=cfg.seed, baseline=base)
     for family, why in notes.skipped.items():
         warnings.append(f"{family} skipped: {why}")
 
@@ -161,8 +172,11 @@ def run_eval(
         "skipped": notes.skipped,
         "models": notes.models,
         "scale": "every metric is on 0..1 (BLEU and chrF are sacrebleu's score / 100)",
+        "notes": [note for run in runs for note in run.notes],
+        "baseline": base,
         "runs": {},
         "comparison": {},
+        "pairwise": {},
     }
     present: set[str] = set()
     for run, run_scores in zip(runs, scores, strict=False):
@@ -173,22 +187,20 @@ def run_eval(
             "path": str(run.path), "rows": len(run), "scored": sum(r is not None for r in run.references),
             "errors": run.errors, "metrics": values, "n": counts,
             "ci95": {m: list(ci) for m, ci in boot.ci[run.name].items()},
-            "groups": groups, "summary": run.summary,
+            "groups": groups, "summary": run.summary, "fingerprint": run.fingerprint,
         }
     primary = cfg.primary_metric if cfg.primary_metric in present else next(iter(_metric_order(present)), None)
     if primary != cfg.primary_metric:
         warnings.append(f"primary metric {cfg.primary_metric!r} not computed: ranking groups by {primary!r}")
     report["primary_metric"] = primary
     report["metric_order"] = _metric_order(present)
-    base = runs[0].name
-    for run in runs[1:]:
-        report["comparison"][run.name] = {}
-        for metric, d in boot.diff[run.name].items():
-            a = report["runs"][base]["metrics"].get(metric)
-            b = report["runs"][run.name]["metrics"].get(metric)
-            if a is None or b is None:
-                continue
-            report["comparison"][run.name][metric] = {"delta": b - a, **d}
+    for run in runs:
+        if run.name != base:
+            report["comparison"][run.name] = _with_deltas(report, base, run.name, boot.diff[run.name])
+    for i, first in enumerate(runs):
+        for second in runs[i + 1:]:
+            key = pair_key(first.name, second.name)
+            report["pairwise"][key] = _with_deltas(report, first.name, second.name, boot.pairwise[key])
     last = report["runs"][runs[-1].name]
     if primary:
         last["weakest"] = {
@@ -210,6 +222,56 @@ def run_eval(
     if result.gate_failures:
         raise GateFailed("gates failed: " + "; ".join(result.gate_failures), result)
     return result
+
+
+def _with_deltas(report: dict, first: str, second: str, intervals: dict[str, dict]) -> dict[str, dict]:
+    """{"delta": second - first, "low", "high", "p_value"} per metric both runs have."""
+    out = {}
+    for metric, d in intervals.items():
+        a = report["runs"][first]["metrics"].get(metric)
+        b = report["runs"][second]["metrics"].get(metric)
+        if a is not None and b is not None:
+            out[metric] = {"delta": b - a, **d}
+    return out
+
+
+def resolve_baseline(runs, baseline: str | None) -> str:
+    """The baseline run's name: `baseline` names a run (its name, or the path it was given as)."""
+    if baseline is None:
+        return runs[0].name
+    for run in runs:
+        if baseline == run.name:
+            return run.name
+    wanted = Path(baseline).resolve()
+    for run in runs:
+        if run.path.resolve() == wanted:
+            return run.name
+    raise UsageError(f"--baseline {baseline!r} is none of the runs ({', '.join(run.name for run in runs)})")
+
+
+def check_provenance(runs) -> list[str]:
+    """Refuse runs that answered different test inputs (their fingerprints' `input` hashes differ); warn about
+    runs whose provenance is unknown (no fingerprint, or one without an input hash)."""
+    warnings = []
+    first = None
+    for run in runs:
+        fingerprint = run.fingerprint
+        if fingerprint is None:
+            warnings.append(f"{run.name}: no fingerprint (fingerprint.json / summary.json): provenance unknown, "
+                            "compared by id only")
+            continue
+        source = (fingerprint.get("parts") or {}).get("input")
+        if source is None:
+            warnings.append(f"{run.name}: fingerprint {fingerprint['digest']} has no input hash: test inputs "
+                            "not checked, compared by id only")
+            continue
+        if first is None:
+            first = (run.name, source)
+        elif source != first[1]:
+            raise UsageError(
+                f"runs {first[0]!r} and {run.name!r} answered different test inputs (input {first[1]} vs "
+                f"{source}): compare runs over the same test file")
+    return warnings
 
 
 def check_gates(report: dict, run_name: str, gates: dict[str, float]) -> list[str]:

@@ -1,7 +1,7 @@
 """Metrics of the structured (JSON) answers and of retrieval, per row as numpy arrays (NaN = not applicable).
 
     from medscribe.evaluate.structured import json_validity, field_accuracy, organ_cosine, retrieval_metrics
-    json_validity(run)            # {"json_valid": array of 0/1}
+    json_validity(run)            # {"json_valid", "json_strict", "json_repaired": arrays of 0/1}
     field_accuracy(run)           # {"has_finding_acc": ..., "organ_acc": ..., "modality_acc": ...}
     retrieval_metrics(run, [1, 3, 5])   # {"recall@1": ..., "recall@3": ..., "mrr": ...}
 
@@ -21,9 +21,24 @@ NAN = float("nan")
 
 
 def json_validity(run: RunData) -> dict[str, np.ndarray]:
+    """json_valid: the answer parsed (strictly or after a repair); json_strict: it parsed as produced;
+    json_repaired: it parsed only after a repair (fences, chatter, json_repair). valid = strict + repaired.
+    Rows whose repair status is unknown are NaN in strict/repaired (and the pair is left out when none is known)."""
     if all(ok is None for ok in run.parse_ok):
         return {}
-    return {"json_valid": np.array([NAN if ok is None else float(ok) for ok in run.parse_ok], dtype=np.float64)}
+    out = {"json_valid": np.array([NAN if ok is None else float(ok) for ok in run.parse_ok], dtype=np.float64)}
+    repaired = run.repaired or [None] * len(run.parse_ok)
+    parsed = [i for i, ok in enumerate(run.parse_ok) if ok]
+    if parsed and all(repaired[i] is None for i in parsed):
+        return out  # nothing says how the answers parsed: no strict/repaired split rather than a wrong one
+    strict, fixed = [], []
+    for ok, rep in zip(run.parse_ok, repaired, strict=True):
+        unknown = ok is None or (ok and rep is None)
+        strict.append(NAN if unknown else float(bool(ok) and rep is False))
+        fixed.append(NAN if unknown else float(bool(ok) and rep is True))
+    out["json_strict"] = np.array(strict, dtype=np.float64)
+    out["json_repaired"] = np.array(fixed, dtype=np.float64)
+    return out
 
 
 def _predicted(parsed: dict | None, field_name: str) -> Any:
