@@ -16,7 +16,10 @@ def answer_panel(row: dict[str, Any]) -> Panel:
         body.append(Text(f"\n(not valid JSON: {row.get('parse_error')}; raw text shown)", style="yellow"))
     parsed = row.get("parsed") or {}
     if parsed.get("citations"):
-        body.append(Text(f"\nmodel cites: {', '.join(map(str, parsed['citations']))}", style="dim"))
+        # A cited id that was not retrieved is made up (or copied from a few-shot turn): say so next to it.
+        shown = set(map(str, row.get("retrieved_ids") or []))
+        cited = [c if c in shown else f"{c} (not retrieved)" for c in map(str, parsed["citations"])]
+        body.append(Text(f"\nmodel cites: {', '.join(cited)}", style="dim"))
     if row["retrieved_ids"]:
         cases = Table(title="retrieved cases", title_justify="left", show_edge=False)
         cases.add_column("case id")
