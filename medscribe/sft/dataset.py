@@ -76,18 +76,29 @@ def check_reasoning(records: Sequence[Record], path: str | Path, prompt: Any) ->
         )
 
 
+def answer_linked_tasks(data: Any) -> tuple[str, ...]:
+    """Tasks whose split key (`data.split_group_by`, data/splits.py) keeps equal answers in one split.
+
+    For them a test row can never retrieve a train case holding its answer, so training context must not show
+    one either. Elsewhere (reports by default: stock conclusions are shared across splits) serving does see
+    such neighbours, and training keeps them so the model learns what serving will show it."""
+    setting = getattr(data, "split_group_by", "both")
+    return ("report", "qa") if setting == "both" else ("qa",) if setting == "auto" else ()
+
+
 def retrieve_context(
-    records: Sequence[Record], retriever: Any, k: int, filter_fields: Sequence[str] = ()
+    records: Sequence[Record], retriever: Any, k: int, filter_fields: Sequence[str] = (),
+    answer_linked: Sequence[str] = ("report", "qa"),
 ) -> tuple[list[list[Hit]], int]:
-    """Hits for each record from the same retriever `ask` uses, without the record's own answer.
+    """Hits for each record from the same retriever `ask` uses, without the record's own case.
 
     Like `ask`, records are grouped by their values of `filter_fields` (ask.filter_fields) so each group
-    searches with the same metadata filter serving will use. The own id is excluded in the query; hits whose
-    answer equals the record's target are dropped too (a duplicate case under another id would otherwise hand
-    the model its answer). We ask for a few more than `k` so that dropping still leaves `k` where the index
-    has them. "Equals" is eval's exact-match comparison (`medscribe.evaluate.metrics.normalize_text`), the same
-    one `prompts.supporting_ids` uses: a hit that would be cited as holding the answer is a leak here.
-    Returns (hits per record, dropped count)."""
+    searches with the same metadata filter serving will use. The own id is excluded in the query; hits with the
+    record's input are dropped too (a duplicate case under another id: `data` never lets a test row share its
+    input with a train case), and, for tasks in `answer_linked` (see answer_linked_tasks), hits whose answer
+    equals the record's target. We ask for a few more than `k` so that dropping still leaves `k` where the
+    index has them. "Equals" is eval's exact-match comparison (`medscribe.evaluate.metrics.normalize_text`),
+    the one `prompts.supporting_ids` uses. Returns (hits per record, dropped count)."""
     from medscribe.evaluate.metrics import normalize_text
 
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -104,10 +115,14 @@ def retrieve_context(
             exclude_ids=[{records[i].id} for i in indices],
         )
         for i, hits in zip(indices, found, strict=True):
-            own = normalize_text(records[i].target)
+            own_input = normalize_text(records[i].input)
+            own = normalize_text(records[i].target) if records[i].task in answer_linked else None
             kept = []
             for hit in hits:
-                if hit.id == records[i].id or (hit.answer is not None and normalize_text(hit.answer) == own):
+                same_answer = own is not None and hit.answer is not None and normalize_text(hit.answer) == own
+                if hit.id == records[i].id or same_answer or (
+                    hit.answer is not None and normalize_text(hit.text) == own_input
+                ):
                     dropped += 1
                     continue
                 kept.append(hit)
@@ -116,14 +131,16 @@ def retrieve_context(
 
 
 def build_examples(
-    records: Sequence[Record], prompt: Any, retriever: Any = None, k: int = 1, filter_fields: Sequence[str] = ()
+    records: Sequence[Record], prompt: Any, retriever: Any = None, k: int = 1, filter_fields: Sequence[str] = (),
+    answer_linked: Sequence[str] = ("report", "qa"),
 ) -> tuple[list[dict], dict]:
     """Prompt/completion chat examples (TRL's conversational form) + stats about retrieval."""
     stats: dict[str, Any] = {"rows": len(records), "rag_context": retriever is not None}
     contexts: list[list[Hit]] = [[] for _ in records]
     if retriever is not None and records:
-        contexts, dropped = retrieve_context(records, retriever, k, filter_fields)
+        contexts, dropped = retrieve_context(records, retriever, k, filter_fields, answer_linked)
         stats["rag_k"] = k
+        stats["same_answer_dropped_for"] = list(answer_linked)
         stats["own_answer_hits_dropped"] = dropped
         stats["mean_context_hits"] = round(sum(map(len, contexts)) / len(records), 3)
         # Knowledge chunks reach the prompt as reference documents; QA targets cite what holds the answer.

@@ -211,7 +211,7 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
     The cache makes a resumed run train on exactly the prompts (and retrieved context) it started with, and
     under torchrun only rank 0 queries the index (ChromaDB is not multi-process safe): the other ranks wait
     for rank 0's file."""
-    from medscribe.sft.dataset import build_examples, check_reasoning, load_records
+    from medscribe.sft.dataset import answer_linked_tasks, build_examples, check_reasoning, load_records
 
     cache = run_dir / "examples.json"
     launch = os.environ.get("TORCHELASTIC_RUN_ID", "")  # same for all ranks of one torchrun/accelerate launch
@@ -239,10 +239,13 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
     # Same metadata filters and k as serving (`ask`), so training prompts carry the context serving will show.
     filters = list(getattr(settings.ask, "filter_fields", []) or [])
     rag_k = sft.rag_k or (settings.ask.k if settings.ask.k is not None else settings.index.k) or 1
+    # Context shows what serving a test row can retrieve: the data split key decides whether that ever holds
+    # the row's own answer (dataset.answer_linked_tasks).
+    linked = answer_linked_tasks(settings.data)
     examples = {
         "launch": launch,
-        "train": build_examples(train_records, settings.prompt, rag, rag_k, filters),
-        "eval": build_examples(eval_records, settings.prompt, rag, rag_k, filters),
+        "train": build_examples(train_records, settings.prompt, rag, rag_k, filters, linked),
+        "eval": build_examples(eval_records, settings.prompt, rag, rag_k, filters, linked),
     }
     atomic_write_json(cache, examples)
     return examples

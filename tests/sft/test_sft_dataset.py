@@ -161,6 +161,34 @@ def test_own_answer_is_dropped_after_exact_match_normalization(tmp_path):
     assert "[kb-1] a document chunk" in examples[0]["prompt"][0]["content"]  # the chunk reaches the prompt
 
 
+def test_training_context_mirrors_what_the_split_key_lets_serving_see(tmp_path):
+    """Reports (split key "input" by default): a neighbour sharing the stock conclusion stays, as test rows see
+    such neighbours when served; a duplicate finding under another id goes. QA ("both") drops the answer too."""
+    from medscribe.settings import load_settings
+    from medscribe.sft.dataset import answer_linked_tasks
+
+    record = _records(1)[0]
+    hits = [Hit(id="stock", text="Другой очаг 9 мм", answer=record.target, score=0.9),
+            Hit(id="dup", text=record.input.upper(), answer="Иное заключение", score=0.8),
+            Hit(id="other", text="Третий очаг", answer="Другое", score=0.7)]
+
+    class Fixed:
+        def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+            return [list(hits) for _ in queries]
+
+    def data(group):
+        return load_settings(flags={"data": {"split_group_by": group}}).data
+
+    assert answer_linked_tasks(data("auto")) == ("qa",) and answer_linked_tasks(data("both")) == ("report", "qa")
+    assert answer_linked_tasks(data("organ")) == ()
+    prompt = tiny_settings(tmp_path, tmp_path).prompt
+    kept, stats = build_examples([record], prompt, Fixed(), k=3, answer_linked=answer_linked_tasks(data("auto")))
+    assert kept[0]["context_ids"] == ["stock", "other"] and stats["own_answer_hits_dropped"] == 1
+    qa = Record(id="q1", task="qa", input=record.input, target=record.target)
+    dropped, _ = build_examples([qa], prompt, Fixed(), k=3, answer_linked=answer_linked_tasks(data("auto")))
+    assert dropped[0]["context_ids"] == ["other"]
+
+
 def test_qa_targets_cite_the_document_that_states_the_answer(tmp_path):
     import json
 
