@@ -78,6 +78,10 @@ class DataSection(Section):
     modality_from_folder: bool = False
     specialty_from_filename: bool = True
     min_chars: int = Field(default=3, ge=0)
+    # Longer inputs/targets are rejected as `too_long` (a broken export's 1.6 MB "finding"); 0 = no limit.
+    max_chars: int = Field(default=20_000, ge=0)
+    # Files whose name (or a folder of whose path) starts with "." inside an input folder are skipped unless true.
+    include_hidden: bool = False
     near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1)
     chat_format: Literal["messages", "sharegpt", "alpaca"] = "messages"
     seed: int = 42

@@ -35,6 +35,29 @@ def load_scrubber(phi_settings: Any) -> Any:
     return Scrubber.from_settings(phi_settings)
 
 
+def scrub_source_labels(sources: list[Any], phi_settings: Any) -> dict:
+    """Set each source's `label` / `folder_label` to its path relative to the input folder with PHI in the
+    names replaced (`Ivanov_I_I_2024-03-01.csv` -> `[NAME]_[DATE].csv`): what `source`, provenance, rejects,
+    the manifest and warnings record. Labels that collide get " (2)", " (3)" before the extension (the
+    manifest keeps each file's sha256 to tell them apart). Returns the counts for the manifest."""
+    if not phi_settings.enabled:
+        for source in sources:
+            source.label, source.folder_label = source.relative, source.folder
+        return {"scanned": 0, "changed": 0}
+    scrubber = load_scrubber(phi_settings)
+    labels = scrubber.scrub_paths([s.relative for s in sources])
+    folders = scrubber.scrub_paths([s.folder for s in sources])
+    seen: dict[str, int] = {}
+    for source, label, folder in zip(sources, labels, folders, strict=True):
+        count = seen.get(label, 0) + 1
+        seen[label] = count
+        if count > 1:
+            stem, dot, ext = label.rpartition(".")
+            label = f"{stem} ({count}).{ext}" if dot and "/" not in ext else f"{label} ({count})"
+        source.label, source.folder_label = label, folder
+    return scrubber.report().get("paths", {"scanned": 0, "changed": 0})
+
+
 def pseudonymized_fields(data: Any) -> dict[str, str]:
     """canonical field -> PHI type, for mapped columns configured as `pseudonymize`."""
     by_column = {col: field for field, col in data.columns.items()}

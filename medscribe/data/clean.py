@@ -1,9 +1,10 @@
 """Map source columns to canonical fields, normalize text, apply value maps and reject unusable rows.
 
-    from medscribe.data.clean import to_canonical, normalize, validate
+    from medscribe.data.clean import mark_control_bytes, normalize, parse_has_finding, reject_empty, to_canonical
     frame = to_canonical(raw_frame, info_file, settings.data)   # canonical columns + provenance
-    frame = normalize(frame, settings.data)                        # NFC, whitespace, value maps, folder modality
-    kept, rejected = validate(frame, settings.data)                # empty / too short / bad has_finding
+    frame = mark_control_bytes(frame)                              # `_control`: a field with a C0 byte (first!)
+    frame = parse_has_finding(normalize(frame, settings.data))     # NFC, whitespace, value maps, folder modality
+    kept, rejected = reject_empty(frame, settings.data.max_chars)  # broken / empty / too long / bad has_finding
 
 Canonical fields: `input`/`target` (from finding/conclusion for `report`, question/answer for `qa`),
 `id`, `organ`, `modality`, `specialty`, `has_finding`, `source`. Provenance: `_file`, `_folder`, `_row`.
@@ -81,7 +82,8 @@ def to_canonical(frame: pl.DataFrame, file_label: str, task: str, data: Any) -> 
             exprs.append(pl.lit(None, dtype=pl.String).alias(field))
     extra = [c for c in (*PROVENANCE, "_specialty_from_file") if c in frame.columns]
     ragged = pl.col("_ragged") if "_ragged" in frame.columns else pl.lit(False).alias("_ragged")
-    out = frame.select(*exprs, *extra, ragged)
+    invalid = pl.col("_invalid") if "_invalid" in frame.columns else pl.lit(None, dtype=pl.String).alias("_invalid")
+    out = frame.select(*exprs, *extra, ragged, invalid)
     if "_specialty_from_file" in out.columns:
         out = out.with_columns(pl.coalesce("specialty", "_specialty_from_file").alias("specialty"))
         out = out.drop("_specialty_from_file")
@@ -120,6 +122,21 @@ def _clean_text(expr: pl.Expr) -> pl.Expr:
     )
 
 
+# C0 control bytes other than tab, line feed and carriage return: a field holding one is a broken export (a NUL
+# from a binary dump, garbage from a wrong encoding), rejected as `control_bytes` rather than silently cleaned.
+CONTROL_BYTES = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+
+
+def mark_control_bytes(frame: pl.DataFrame) -> pl.DataFrame:
+    """`_control`: the first canonical field (input, target, ...) holding a C0 control byte, else null.
+    Runs before `normalize`, which would remove them."""
+    fields = [f for f in (*TEXT_FIELDS, *META_FIELDS, "id", "has_finding") if f in frame.columns]
+    expr = pl.lit(None, dtype=pl.String)
+    for field in reversed(fields):
+        expr = pl.when(pl.col(field).str.contains(CONTROL_BYTES).fill_null(False)).then(pl.lit(field)).otherwise(expr)
+    return frame.with_columns(expr.alias("_control"))
+
+
 def normalize(frame: pl.DataFrame, data: Any) -> pl.DataFrame:
     exprs = [_clean_text(pl.col(f)).alias(f) for f in (*TEXT_FIELDS, *META_FIELDS, "id")]
     frame = frame.with_columns(exprs)
@@ -151,25 +168,47 @@ def parse_has_finding(frame: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.col("_has_finding_bool").alias("has_finding")).drop("_has_finding_bool")
 
 
-def reject_empty(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows with no input or no target at all: rejected before anonymization, so rejects carry no text."""
-    ragged = pl.col("_ragged") if "_ragged" in frame.columns else pl.lit(False)
+def reject_empty(frame: pl.DataFrame, max_chars: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that are broken or have no input/target (ragged_row, invalid_json, control_bytes, empty_input,
+    empty_target, too_long, invalid_has_finding): rejected before anonymization, so rejects carry no text.
+    `max_chars` (data.max_chars, 0 = no limit): a longer input or target is `too_long`."""
+    def column(name: str, default: pl.Expr) -> pl.Expr:
+        return pl.col(name) if name in frame.columns else default
+
+    ragged = column("_ragged", pl.lit(False))
+    invalid = column("_invalid", pl.lit(None, dtype=pl.String))
+    control = column("_control", pl.lit(None, dtype=pl.String))
+    in_len, out_len = pl.col("input").str.len_chars().fill_null(0), pl.col("target").str.len_chars().fill_null(0)
+    too_long = (in_len > max_chars) | (out_len > max_chars) if max_chars else pl.lit(False)
     reason = (
         pl.when(ragged).then(pl.lit("ragged_row"))
+        .when(invalid.is_not_null()).then(pl.lit("invalid_json"))
+        .when(control.is_not_null()).then(pl.lit("control_bytes"))
         .when(pl.col("input").is_null() | (pl.col("input") == "")).then(pl.lit("empty_input"))
         .when(pl.col("target").is_null() | (pl.col("target") == "")).then(pl.lit("empty_target"))
+        .when(too_long).then(pl.lit("too_long"))
         .when(pl.col("_bad_has_finding")).then(pl.lit("invalid_has_finding"))
         .otherwise(None)
+    )
+    longest = pl.when(in_len > max_chars).then(pl.lit("input")).otherwise(pl.lit("target"))
+    detail = (
+        pl.when(pl.col("_reason") == "ragged_row").then(pl.lit("more fields than the header"))
+        .when(pl.col("_reason") == "invalid_json").then(invalid)
+        .when(pl.col("_reason") == "control_bytes").then(pl.lit("NUL or another C0 control byte in ") + control)
+        .when(pl.col("_reason") == "too_long").then(
+            longest + pl.lit(" has ") + pl.max_horizontal(in_len, out_len).cast(pl.String)
+            + pl.lit(f" characters (data.max_chars = {max_chars})"))
+        .otherwise(pl.lit(None, dtype=pl.String))
     )
     frame = frame.with_columns(reason.alias("_reason"))
     bad = frame.filter(pl.col("_reason").is_not_null())
     rejects = bad.select(
         pl.col("_file").alias("file"), pl.col("_row").alias("row"), pl.col("_reason").alias("reason"),
-        pl.when(pl.col("_reason") == "ragged_row").then(pl.lit("more fields than the header"))
-        .otherwise(pl.lit(None, dtype=pl.String)).alias("detail"),
+        detail.alias("detail"),
     )
     kept = frame.filter(pl.col("_reason").is_null())
-    return kept.drop("_reason", "_bad_has_finding", *(["_ragged"] if "_ragged" in kept.columns else [])), rejects
+    marks = [c for c in ("_ragged", "_invalid", "_control") if c in kept.columns]
+    return kept.drop("_reason", "_bad_has_finding", *marks), rejects
 
 
 def reject_short(frame: pl.DataFrame, min_chars: int) -> tuple[pl.DataFrame, pl.DataFrame]:

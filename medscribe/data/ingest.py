@@ -4,10 +4,15 @@
     files = discover_files(["exports/", "more/*.csv"])
     frame, info = read_source(files[0], settings.data)
 
-Encoding: UTF-8 (BOM stripped) first, then cp1251; an explicit `data.encoding` is used as is. The CSV
-separator is sniffed among `,` `;` and tab unless `data.csv_separator` is set. Every problem with a file
-(missing, empty, undecodable, broken JSON line, unknown sheet) is a `UsageError` naming the file and the
-line; problems with single rows are left to the cleaning step, which rejects them.
+Encoding: UTF-8 (BOM stripped) first, then cp1251 only when the whole file reads as plausible text in it (no
+control bytes, Cyrillic letters in ordinary word shapes: `plausible_cp1251`); an explicit `data.encoding` is
+used as is. The CSV separator is sniffed among `,` `;` and tab unless `data.csv_separator` is set. Every
+problem with a file (missing, empty, undecodable, unknown sheet, a JSONL file most of whose lines are broken)
+is a `UsageError` naming the file and the line; problems with single rows (a ragged CSV row, one broken JSONL
+line) are marked here and rejected by the cleaning step.
+
+Hidden files (a name or a folder starting with "." inside an input folder) are skipped unless
+`data.include_hidden`; how many were skipped is said, also when a folder then has no data files at all.
 
 `row` (provenance) is the line of the file for CSV/JSONL (header = line 1), the spreadsheet row for XLSX and
 the 1-based entry number for JSON files.
@@ -36,10 +41,15 @@ SEPARATORS = [",", ";", "\t"]
 
 @dataclass
 class SourceFile:
-    """One input file and the input root it was found under (for the origin folder and stable ids)."""
+    """One input file and the input root it was found under (for the origin folder and stable ids).
+
+    `label` / `folder_label`: what outputs record instead of `relative` / `folder` (the data stage sets them to
+    the PHI-scrubbed path, see `medscribe.phi.paths`); None = the path as is."""
 
     path: Path
     root: Path
+    label: str | None = None
+    folder_label: str | None = None
 
     @property
     def relative(self) -> str:
@@ -68,10 +78,25 @@ class FileInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def discover_files(inputs: list[str], suffixes: set[str] = SUFFIXES) -> list[SourceFile]:
+HIDDEN_HINT = "set data.include_hidden = true (or MEDSCRIBE_DATA__INCLUDE_HIDDEN=true), or name the file with --input"
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (path.name,)
+    return any(part.startswith(".") for part in parts)
+
+
+def discover_files(
+    inputs: list[str], suffixes: set[str] = SUFFIXES, include_hidden: bool = False, notes: list[str] | None = None
+) -> list[SourceFile]:
     """Expand files, globs and folders (recursively) into a sorted, de-duplicated list of data files.
 
-    A file named explicitly is read whatever its suffix (as CSV unless it looks like XLSX/JSON/JSONL)."""
+    A file named explicitly is read whatever its suffix (as CSV unless it looks like XLSX/JSON/JSONL). Inside
+    a folder, hidden data files (a name or folder starting with ".") are skipped unless `include_hidden`; a
+    line saying how many is appended to `notes` (and is part of the error when nothing else is left)."""
     if not inputs:
         raise UsageError("data.inputs: no input given (use --input PATH or data.inputs in the config)")
     found: dict[Path, SourceFile] = {}
@@ -85,10 +110,15 @@ def discover_files(inputs: list[str], suffixes: set[str] = SUFFIXES) -> list[Sou
             for f in files:
                 found.setdefault(f.resolve(), SourceFile(f, _glob_root(item)))
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                           and not p.name.startswith("."))
+            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            files = [p for p in candidates if include_hidden or not _is_hidden(p, path)]
+            hidden = len(candidates) - len(files)
+            skipped = f"{hidden} hidden file{'s' if hidden != 1 else ''} skipped (name or folder starting with '.')"
             if not files:
-                raise UsageError(f"{path}: folder has no data files ({', '.join(sorted(suffixes))})")
+                extra = f"; {skipped}: {HIDDEN_HINT}" if hidden else ""
+                raise UsageError(f"{path}: folder has no data files ({', '.join(sorted(suffixes))}){extra}")
+            if hidden and notes is not None:
+                notes.append(f"{path}: {skipped}; to read them {HIDDEN_HINT}")
             for f in files:
                 found.setdefault(f.resolve(), SourceFile(f, path))
         elif path.is_file():
@@ -108,8 +138,36 @@ def _glob_root(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
+CP1251_NOTE = "not valid UTF-8: decoded as cp1251 (the whole file checked as plausible cp1251 text)"
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What a cp1251 text file holds besides ASCII: Cyrillic letters and the typographic signs of Russian text.
+_CP1251_TEXT_RE = re.compile(r"[А-Яа-яЁё«»—–№…“”„‘’•°±§©®·µ\u00a0\u00ad]")
+_CYRILLIC_WORD_RE = re.compile(r"[А-Яа-яЁё]{3,}")
+_WORD_SHAPE_RE = re.compile(r"[А-ЯЁ]?[а-яё]+|[А-ЯЁ]+")
+
+
+def plausible_cp1251(text: str) -> tuple[int, str] | None:
+    """None when `text` (a whole file decoded as cp1251) reads as real text; else (line, reason) of the first
+    problem. Real cp1251 exports are Russian text: no control bytes, non-ASCII characters are Cyrillic letters
+    or Russian typography, and Cyrillic words are lowercase, Capitalized or CAPITALS. Bytes of another
+    encoding read as cp1251 give control bytes, symbols (Ђ ‰ Ћ) and mixed-case letter salad (`РџСЂРё`)."""
+    control = _CONTROL_RE.search(text)
+    if control:
+        return text.count("\n", 0, control.start()) + 1, f"control byte 0x{ord(control.group()):02x}"
+    non_ascii = [(i, ch) for i, ch in enumerate(text) if ord(ch) > 127]
+    odd = [(i, ch) for i, ch in non_ascii if not _CP1251_TEXT_RE.match(ch)]
+    if non_ascii and len(odd) > max(2, 0.02 * len(non_ascii)):
+        return text.count("\n", 0, odd[0][0]) + 1, "characters that are not Russian text"
+    words = list(_CYRILLIC_WORD_RE.finditer(text))
+    mixed = [m for m in words if not _WORD_SHAPE_RE.fullmatch(m.group())]
+    if words and len(mixed) > max(2, 0.05 * len(words)):
+        return text.count("\n", 0, mixed[0].start()) + 1, "letters in no word shape (another encoding?)"
+    return None
+
+
 def decode_bytes(raw: bytes, path: Path, encoding: str | None) -> tuple[str, str]:
-    """Decode a text file: the configured encoding, else UTF-8 (BOM or not), else cp1251."""
+    """Decode a text file: the configured encoding, else UTF-8 (BOM or not), else cp1251 when the whole file
+    is plausible cp1251 text (`plausible_cp1251`); otherwise a UsageError naming the file and line."""
     if encoding:
         try:
             return raw.decode(encoding).removeprefix("\ufeff"), encoding
@@ -125,9 +183,17 @@ def decode_bytes(raw: bytes, path: Path, encoding: str | None) -> tuple[str, str
     except UnicodeDecodeError as exc:
         first_error = exc
     try:
-        return raw.decode("cp1251"), "cp1251"
+        text = raw.decode("cp1251")
     except UnicodeDecodeError:
         raise UsageError(_decode_error(raw, path, "utf-8 or cp1251", first_error)) from None
+    problem = plausible_cp1251(text)
+    if problem is not None:
+        utf8_line = raw[: first_error.start].count(b"\n") + 1
+        raise UsageError(
+            f"{path}:{utf8_line}: undecodable bytes (not utf-8, and as cp1251 line {problem[0]} has {problem[1]}; "
+            f"set data.encoding)"
+        )
+    return text, "cp1251"
 
 
 def _decode_error(raw: bytes, path: Path, encoding: str, exc: Exception) -> str:
@@ -160,12 +226,14 @@ def read_source(source: SourceFile, data_settings: Any) -> tuple[pl.DataFrame, F
         frame, info = _read_jsonl(path, data_settings.encoding)
     else:
         frame, info = _read_csv(path, data_settings)
-    info.file = source.relative
     if frame.height == 0:
         raise UsageError(f"{path}: no data rows")
+    info.file = source.label or source.relative
+    if info.encoding == "cp1251" and not data_settings.encoding and CP1251_NOTE not in info.notes:
+        info.notes.append(CP1251_NOTE)
     frame = frame.with_columns(
-        pl.lit(source.relative).alias("_file"),
-        pl.lit(source.folder).alias("_folder"),
+        pl.lit(source.label or source.relative).alias("_file"),
+        pl.lit(source.folder_label if source.folder_label is not None else source.folder).alias("_folder"),
     )
     return frame, info
 
@@ -201,10 +269,7 @@ def _read_csv(path: Path, data_settings: Any) -> tuple[pl.DataFrame, FileInfo]:
         frame = read(truncate_ragged=True)
     frame = frame.with_columns(pl.col("_row").is_in(ragged).alias("_ragged"))
     frame = frame.rename({c: c.strip() for c in frame.columns if c != "_row"})
-    info = FileInfo(path.name, "csv", frame.height, encoding=encoding, separator=separator)
-    if encoding == "cp1251" and not data_settings.encoding:
-        info.notes.append("not valid UTF-8: decoded as cp1251")
-    return frame, info
+    return frame, FileInfo(path.name, "csv", frame.height, encoding=encoding, separator=separator)
 
 
 def ragged_rows(text: str, separator: str) -> list[int]:
@@ -305,26 +370,47 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+# A JSONL file is an error (not a file with rejects) when more than this share of its lines are broken: then it
+# is most likely not JSONL at all, or cut in the wrong encoding, and rejecting almost every line hides that.
+JSONL_BROKEN_MAX = 0.5
+
+
 def _read_jsonl(path: Path, encoding: str | None) -> tuple[pl.DataFrame, FileInfo]:
+    """One object per line. A line that is not a JSON object (a truncated last line, a stray fragment) becomes
+    a row with `_invalid` = why, rejected as `invalid_json` with its line number by the clean step."""
     raw = path.read_bytes()
     if not raw.strip():
         raise UsageError(f"{path}: file is empty")
     text, used = decode_bytes(raw, path, encoding)
     items: list[dict] = []
     lines: list[int] = []
+    invalid: list[str | None] = []
+    first_error: tuple[int, str] | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
+            problem = None if isinstance(obj, dict) else f"a JSON {type(obj).__name__}, not an object"
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            obj, problem = None, f"invalid JSON ({exc.msg})"
+        if problem is not None:
+            first_error = first_error or (lineno, problem)
+            obj = {}
         items.append(obj)
         lines.append(lineno)
-    frame = _objects_to_frame(items).with_columns(pl.Series("_row", lines, dtype=pl.UInt32))
-    return frame, FileInfo(path.name, "jsonl", frame.height, encoding=used)
+        invalid.append(problem)
+    broken = sum(p is not None for p in invalid)
+    if first_error is not None and broken > JSONL_BROKEN_MAX * len(items):
+        raise UsageError(f"{path}:{first_error[0]}: {first_error[1]}; {broken} of {len(items)} lines are broken "
+                         f"(is this a JSONL file?)")
+    frame = _objects_to_frame(items).with_columns(
+        pl.Series("_row", lines, dtype=pl.UInt32), pl.Series("_invalid", invalid, dtype=pl.String)
+    )
+    info = FileInfo(path.name, "jsonl", frame.height, encoding=used)
+    if broken:
+        info.notes.append(f"{broken} broken line{'s' if broken != 1 else ''} rejected as invalid_json")
+    return frame, info
 
 
 def _short(exc: Exception) -> str:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, splits
-from medscribe.data.anonymize import anonymize
+from medscribe.data.anonymize import anonymize, scrub_source_labels
 from medscribe.errors import RuntimeFailure
 from medscribe.io import atomic_write_json, sha256_file
 from medscribe.schemas import SPLITS
@@ -88,27 +88,33 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         console=console, transient=True,
     )
     with progress:
-        sources = ingest.discover_files(list(data.inputs))
+        sources = ingest.discover_files(list(data.inputs), include_hidden=data.include_hidden, notes=warnings)
+        # File names are often the patient's name or the study date: every output records the scrubbed path
+        # relative to the input folder (`label`), never the raw one.
+        path_report = scrub_source_labels(sources, data.phi)
         reading = progress.add_task("reading files", total=len(sources))
-        frames, infos, file_hashes = [], [], {}
+        frames, infos, file_hashes = [], [], []
         for source in sources:
             raw, info = ingest.read_source(source, data)
-            frames.append(clean.to_canonical(raw, str(source.path), task, data))
+            # `_control` first: normalize() removes control bytes, and a field that held one is rejected
+            frames.append(clean.mark_control_bytes(clean.to_canonical(raw, str(source.path), task, data)))
             infos.append(info)
-            file_hashes[source.relative] = sha256_file(source.path)
-            warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note)
+            file_hashes.append(sha256_file(source.path))
+            warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note or "invalid_json" in note)
             progress.advance(reading)
         frame = pl.concat(frames, how="vertical_relaxed")
         rows_in = frame.height
         done("read_s")
         stage = progress.add_task("cleaning", total=6)
         frame = clean.parse_has_finding(clean.normalize(frame, data))
-        frame, rejected_empty = clean.reject_empty(frame)
+        frame, rejected_empty = clean.reject_empty(frame, data.max_chars)
         progress.advance(stage)
         done("clean_s")
 
         progress.update(stage, description="anonymizing")
         frame, phi_report, phi_seconds = anonymize(frame, settings)
+        if phi_report["enabled"]:
+            phi_report["paths"] = path_report
         if not phi_report["enabled"]:
             warnings.append(phi_report["warning"])
         warnings.extend(phi_report.get("notes", []))
@@ -178,7 +184,7 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         config_hash=manifest.config_hash(settings),
         chat_format=data.chat_format,
         chat_field=chat.CHAT_FIELD[data.chat_format],
-        inputs=[{**vars(info), "sha256": file_hashes[info.file]} for info in infos],
+        inputs=[{**vars(info), "sha256": sha} for info, sha in zip(infos, file_hashes, strict=True)],
         counts=counts,
         rejected_by_reason=reasons,
         duplicates={**dup_counts, "method": dedup.METHOD, "threshold": data.near_duplicate_threshold},

@@ -279,9 +279,10 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_file(tmp_path):
                          [[r[0], r[2], r[3], r[4]] for r in RU_ROWS])
     _one_line_error(invoke("--config", str(config), "data", "--input", str(no_organ)),
                     "no_organ.csv", "'Орган'", "data.columns.organ")
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"question": "q", "answer": "a"}\n{"question": \n', encoding="utf-8")
-    _one_line_error(invoke("data", "--input", str(broken), "--task", "qa", "--out", out), "broken.jsonl:2")
+    broken = tmp_path / "broken.jsonl"  # most lines broken: not a JSONL file, an error (one truncated line: a reject)
+    broken.write_text('{"question": "q", "answer": "a"}\n{"question": \n[1, 2\n', encoding="utf-8")
+    _one_line_error(invoke("data", "--input", str(broken), "--task", "qa", "--out", out), "broken.jsonl:2",
+                    "2 of 3 lines are broken")
     broken_json = tmp_path / "dataset_with_answers_cardiology.json"
     broken_json.write_text('{"What is angina?": "Chest pain.",\n "What is', encoding="utf-8")
     _one_line_error(invoke("data", "--input", str(broken_json), "--task", "qa", "--out", out),

@@ -71,12 +71,18 @@ def test_json_question_answer_map_takes_specialty_from_file_name(tmp_path):
     assert frame.get_column("_row").to_list() == [1, 2]
 
 
-def test_jsonl_keeps_line_numbers_and_names_a_broken_line(tmp_path):
+def test_jsonl_keeps_line_numbers_and_marks_a_broken_line(tmp_path):
     path = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
     frame, _ = _read(path, tmp_path)
     assert frame.height == len(QA_ROWS)
     path.write_text(path.read_text() + "\n{broken\n")
-    with pytest.raises(UsageError, match=r"qa\.jsonl:6: invalid JSON"):
+    frame, info = _read(path, tmp_path)
+    assert frame.get_column("_row").to_list() == [1, 2, 3, 4, 6]
+    assert frame.get_column("_invalid").to_list()[:4] == [None] * 4
+    assert frame.get_column("_invalid").to_list()[4].startswith("invalid JSON (")
+    assert any("invalid_json" in note for note in info.notes)
+    path.write_text('{"question": "q", "answer": "a"}\n{broken\n"a string"\n')
+    with pytest.raises(UsageError, match=r"qa\.jsonl:2: invalid JSON .*2 of 3 lines are broken"):
         _read(path, tmp_path)
 
 
