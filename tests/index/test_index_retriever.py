@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from index_helpers import build_tiny_cross_encoder
+from index_helpers import CASES, build_tiny_cross_encoder
 
 from medscribe.errors import UsageError
 from medscribe.index import Retriever
 from medscribe.index.embed import Embedder
 from medscribe.index.lexical import reciprocal_rank_fusion
 from medscribe.index.retriever import chroma_where, matches
+
+TEXT = {case["id"]: case["text"] for case in CASES}
+
+
+def cosines(retriever, query: str) -> dict[str, float]:
+    """The cosine of `query` to every case, computed here with numpy from the embedder (cases are embedded
+    with the query prefix, as the build does)."""
+    ids = list(TEXT)
+    vectors = retriever.embedder.encode_queries([query, *(TEXT[i] for i in ids)])
+    return {i: float(vectors[0] @ v) for i, v in zip(ids, vectors[1:], strict=True)}
 
 
 def test_k_zero_returns_nothing_and_loads_nothing(built):
@@ -76,10 +86,20 @@ def test_threshold_returns_nothing_rather_than_junk(make_settings, built):
 def test_hybrid_finds_russian_case_by_word_forms(make_settings, built):
     r = Retriever.open(make_settings(hybrid=True))
     # Different word forms than the stored text (гиподенсное образование / печени -> образования в печени).
-    hits = r.search("гиподенсные образования в печени 12 мм", k=2)
+    query = "гиподенсные образования в печени 12 мм"
+    hits = r.search(query, k=2)
     assert hits[0].id == "r-liver"
     assert hits[0].metadata["bm25_score"] > 0 and hits[0].metadata["rrf_score"] > 0
-    assert -1.0 <= hits[0].score <= 1.0  # still a cosine similarity, not the fused score
+    cos = cosines(r, query)
+    assert [h.score for h in hits] == pytest.approx([cos[h.id] for h in hits], abs=1e-4)  # the cosine, not RRF
+    # Fused order, not cosine order: MiniLM (English) ranks the lung case above the liver one for "печени",
+    # BM25 (stem "печен") only has the liver case, so RRF puts it first; hits come in RRF order.
+    cos = cosines(r, "печени")
+    assert max(cos, key=cos.get) != "r-liver"
+    hits = r.search("печени", k=3)
+    assert hits[0].id == "r-liver" and [h.score for h in hits] != sorted((h.score for h in hits), reverse=True)
+    assert [h.metadata["rrf_score"] for h in hits] == sorted((h.metadata["rrf_score"] for h in hits), reverse=True)
+    assert [h.score for h in hits] == pytest.approx([cos[h.id] for h in hits], abs=1e-4)
     hits = r.search("консолидация правого лёгкого", k=1, exclude_ids={"r-lung"})
     assert hits and hits[0].id != "r-lung"
     assert r.search("очаг белого вещества", k=3, filters={"organ": "печень"})[0].id == "r-liver"
@@ -92,11 +112,22 @@ def test_reciprocal_rank_fusion():
 
 def test_rerank_with_a_local_cross_encoder(make_settings, built, tmp_path, minilm):
     ce_dir = build_tiny_cross_encoder(tmp_path / "ce", minilm)
+    from sentence_transformers import CrossEncoder
+
     r = Retriever.open(make_settings(rerank_model=str(ce_dir)))
-    hits = r.search("What are the symptoms of anemia?", k=3)
-    assert len(hits) == 3
-    scores = [h.metadata["rerank_score"] for h in hits]
-    assert scores == sorted(scores, reverse=True)  # ordered by the cross-encoder, not by cosine
+    query = "What are the symptoms of anemia?"
+    hits = r.search(query, k=3)
+    # Every case is a candidate here (k * 4 < MIN_CANDIDATES): the expected order is the cross-encoder's own
+    # scores of (query, case) sorted, computed here with the same model, and it is not the cosine order.
+    expected = dict(zip(TEXT, CrossEncoder(str(ce_dir), device="cpu").predict(
+        [(query, TEXT[i]) for i in TEXT], show_progress_bar=False).tolist(), strict=True))
+    by_cross_encoder = sorted(expected, key=expected.get, reverse=True)
+    cos = cosines(r, query)
+    by_cosine = sorted(cos, key=cos.get, reverse=True)
+    assert by_cross_encoder[:3] != by_cosine[:3]
+    assert [h.id for h in hits] == by_cross_encoder[:3]
+    assert [h.metadata["rerank_score"] for h in hits] == pytest.approx([expected[h.id] for h in hits], abs=1e-5)
+    assert [h.score for h in hits] == pytest.approx([cos[h.id] for h in hits], abs=1e-4)  # score stays the cosine
     with pytest.raises(UsageError, match="index.rerank_model"):
         Retriever.open(make_settings(rerank_model=str(tmp_path / "missing"))).search("x", k=1)
 
@@ -142,8 +173,9 @@ def test_hybrid_candidate_in_another_querys_dense_list(make_settings, built, mon
     batch = r.search_many(queries, k=5)
     liver = [h for h in batch[1] if h.id == "r-liver"]
     assert liver, "BM25 should bring the liver case back for the second query"
-    expected = float(r.embedder.encode_queries([queries[1]])[0] @ r.embedder.encode_queries([queries[1]])[0])
-    assert -1.0 <= liver[0].score <= expected + 1e-4
+    own, other = cosines(r, queries[1])["r-liver"], cosines(r, queries[0])["r-liver"]
+    assert abs(own - other) > 1e-3  # so taking query 0's cosine would show
+    assert liver[0].score == pytest.approx(own, abs=1e-4)
 
 
 def test_hybrid_search_many_matches_single_searches(make_settings, built, monkeypatch):

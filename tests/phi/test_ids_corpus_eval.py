@@ -139,5 +139,11 @@ def test_bench_script_runs_and_prints_the_key_figure_last():
     tail = proc.stdout[-2000:] + proc.stderr[-2000:]
     assert last.startswith("phi_bench titles_first_blind_recall=0.7817 (fitted "), tail
     assert " recall_all=" in last and " paths_recall=" in last
-    assert proc.returncode in (0, 1)
+    figures = dict(re.findall(r"(recall_all|controls|paths_recall)=([0-9.]+)", last))
+    assert float(figures["recall_all"]) >= 0.99 and float(figures["controls"]) >= 0.99, last
+    assert float(figures["paths_recall"]) >= 0.99, last
+    # Every quality target is met; only the throughput target depends on how busy the machine is. The exit code
+    # must agree with the verdict the bench prints.
+    assert (proc.returncode, last.endswith(" PASS")) == (0, True) or (
+        proc.returncode == 1 and last.endswith(" FAIL: throughput rows/s (tag)")), tail
 
