@@ -44,6 +44,8 @@ ROWS = [
      "specialty": "cardiology", "reasoning": "One reading is not enough."},
 ]
 EVAL_ROWS = [{**ROWS[0], "id": "e1", "input": "Киста 8 мм в S6"}, {**ROWS[2], "id": "e2", "input": "Anemia signs?"}]
+# The module trains once (~15 s on 2 busy cores, plus the torch/transformers imports); each check is then fast.
+pytestmark = pytest.mark.slow
 COMBOS = [(task, variant, context) for task in ("report", "qa") for variant in ("simple", "detailed", "cot")
           for context in ("few_shot", "system", "none")]
 
@@ -73,7 +75,9 @@ class Retriever:
 
 def _flags(root: Path, model_dir: Path, variant: str, context: str) -> dict:
     rag = context != "none"
-    flags = tiny_sft_flags(root, model_dir, chat_template=TEMPLATE, rag_context=rag, max_seq_length=1024)
+    # 2 steps, one evaluation and one checkpoint: the adapter folder is all this run is for.
+    flags = tiny_sft_flags(root, model_dir, chat_template=TEMPLATE, rag_context=rag, max_seq_length=1024,
+                           eval_steps=2)
     flags["prompt"] = {"variant": variant, "context": "few_shot" if context == "none" else context}
     flags["ask"] = {"k": 3 if rag else 0, "backend": "local", "local_model": str(model_dir), "device": "cpu",
                     "max_new_tokens": 1, "batch_size": 1}
