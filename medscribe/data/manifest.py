@@ -1,7 +1,8 @@
 """`manifest.json`: everything needed to tell two data builds apart and to trust one.
 
 Config hash (data + prompt settings, secrets excluded), input file hashes, row counts per step, per split
-and per group, the PHI report (counts only), the leakage report, package versions and every fallback taken.
+and per group, the split audit (`splits_audit`: split key, what is shared across splits, the most frequent
+answers per split), the PHI report (counts only), the leakage report, package versions and every fallback taken.
 """
 
 from __future__ import annotations
