@@ -9,9 +9,12 @@ from medscribe.commands._common import console, handle_errors, load_settings, se
 def command(
     ctx: typer.Context,
     sft_run: str = typer.Option("pipeline", "--sft-run", help="Name of the sft run (paths.sft/<name>)."),
-    force: list[str] = typer.Option([], "--force", help="Redo a step even if its output exists (repeatable)."),
+    force: list[str] = typer.Option(
+        [], "--force", help="Redo a step and every step downstream of it (repeatable): data, index, ask-base, "
+        "ask-base-rag, ask-copy, sft, ask-tuned-rag, eval."),
 ) -> None:
-    """data -> index -> ask (base) -> ask (base + RAG) -> sft -> ask (tuned + RAG) -> eval, skipping finished steps."""
+    """data -> index -> ask (base) -> ask (base + RAG) -> ask (retrieval-copy) -> sft -> ask (tuned + RAG) -> eval;
+    like make, a step is redone only when something upstream of it changed."""
     from rich.table import Table
 
     from medscribe.pipeline import run_pipeline
