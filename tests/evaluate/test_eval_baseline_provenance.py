@@ -138,12 +138,17 @@ def test_json_strict_and_repaired_are_reported_apart(work):
                      "raw": f"```json\n{answer}\n```" if repaired else answer, "parse_ok": i < 9,
                      "parsed": {"result": "Киста печени."} if i < 9 else None, "repaired": repaired})
     flagged = _rows(work / "flagged" / "results.jsonl", rows)
-    legacy = _rows(work / "legacy" / "results.jsonl", [{k: v for k, v in r.items() if k != "repaired"} for r in rows])
+    # Reversed: eval aligns it to the first run by id, and the per-row flags must move with their rows.
+    legacy = _rows(work / "legacy" / "results.jsonl",
+                   [{k: v for k, v in r.items() if k != "repaired"} for r in reversed(rows)])
     settings = load_settings(flags={"eval": {"metrics": ["exact_match"], "bootstrap_samples": 50}})
     report = run_eval(settings, [flagged.parent, legacy.parent], out=work / "j").report
     for run in ("flagged", "legacy"):  # the legacy file has no flag: the same split, judged from `raw`
         m = report["runs"][run]["metrics"]
         assert (m["json_valid"], m["json_strict"], m["json_repaired"]) == pytest.approx((0.9, 0.6, 0.3)), run
+    paired = report["comparison"]["legacy"]
+    assert all(paired[m] == {"delta": 0.0, "low": 0.0, "high": 0.0, "p_value": 1.0}
+               for m in ("json_valid", "json_strict", "json_repaired"))  # row by row the same after alignment
     assert any("legacy" in note and "raw" in note for note in report["notes"])
     assert not any("flagged" in note for note in report["notes"])
     assert report["metric_order"].index("json_strict") == report["metric_order"].index("json_valid") + 1
