@@ -197,3 +197,8 @@ def test_manifest_shows_a_representative_test_split_on_stock_answers(tmp_path):
     assert abs(audit["top_answers_share"]["test"] - audit["top_answers_share"]["all"]) <= 0.05
     assert [t["rows"] for t in audit["top_answers"][:3]] == [120, 120, 120]
     assert not any("not representative" in w for w in result.warnings)
+
+
+def test_a_missing_column_value_links_nothing():
+    frame = pl.DataFrame({"_norm_input": ["a", "b", "c", "d", "d"], "source": [None, None, "x", "x", None]})
+    assert splits.find_units(frame, ["_norm_input", "source"]).to_list() == [0, 1, 2, 2, 2]
