@@ -123,8 +123,10 @@ def test_pipeline_runs_every_stage_then_reruns_only_what_changed(tmp_path, sampl
     for run in RUNS:  # resumed runs ask nothing again
         assert len(_answers(root, run)) == len(tests) and _summary(root, run)["asked_this_run"] == 0
 
-    # --force sft retrains and asks the tuned run afresh (not resumed from the old adapter); upstream is kept
-    forced = runner.invoke(app, ["-c", str(config), "pipeline", "--force", "sft"])
+    # --force sft retrains and asks the tuned run afresh (not resumed from the old adapter); upstream is kept.
+    # --force ask-copy: a forced run is asked afresh even though its fingerprint did not change.
+    copy_fingerprint = _summary(root, "retrieval-copy")["fingerprint"]
+    forced = runner.invoke(app, ["-c", str(config), "pipeline", "--force", "sft", "--force", "ask-copy"])
     assert forced.exit_code == 0, forced.output
     forced_text = " ".join(forced.output.split())
     assert "sft: forced: training" in forced_text and "ask-tuned-rag: forced: asking afresh" in forced_text
@@ -133,8 +135,10 @@ def test_pipeline_runs_every_stage_then_reruns_only_what_changed(tmp_path, sampl
     assert tuned["asked_this_run"] == len(tests) and tuned["resumed_rows"] == 0
     assert tuned["fingerprint"]["parts"]["adapter"] == fp.adapter_hash(adapter)
     assert len((root / "ask" / "tuned-rag" / "log.jsonl").read_text(encoding="utf-8").splitlines()) == len(tests)
-    for run in ("base-norag", "base-rag", "retrieval-copy"):
+    for run in ("base-norag", "base-rag"):
         assert _summary(root, run)["asked_this_run"] == 0
+    copied = _summary(root, "retrieval-copy")
+    assert copied["asked_this_run"] == len(tests) and copied["fingerprint"] == copy_fingerprint
 
     # another sft setting or other training data: the adapter is stale (checked without training again)
     from medscribe.pipeline_state import sft_fingerprint, sft_status
