@@ -96,7 +96,8 @@ def test_pipeline_runs_every_stage_then_reruns_only_what_changed(tmp_path, sampl
         assert f"{step} done" in output
     assert re.search(r"rougeL: base-norag \d\.\d{4} -> tuned-rag \d\.\d{4} \([+-]\d\.\d{4}, 95% CI", output), output
     # the headline also holds tuned-rag against copying the nearest case, and says which wins
-    assert re.search(r"; vs retrieval-copy \d\.\d{4}: [+-]\d\.\d{4}.*: tuned-rag (beats|does not beat) copying",
+    ci = r"\(95% CI \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]\)"
+    assert re.search(rf"; vs retrieval-copy \d\.\d{{4}}: [+-]\d\.\d{{4}} {ci}: tuned-rag (beats|does not beat) copying",
                      output), output
     assert "report:" in output
 
