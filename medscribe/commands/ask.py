@@ -104,6 +104,8 @@ def command(
 
     summary = run_batch(settings, input, run=run, limit=limit, console=err_console, overwrite=overwrite)
     console.print(summary_table(summary))
+    console.print(f"fingerprint {summary['fingerprint']['digest']} (what produced this run: "
+                  f"{summary['run_dir']}/fingerprint.json)", highlight=False)
     if summary["mode"] != "generate":
         console.print(f"mode {summary['mode']}: {summary['copied']} of {summary['count']} answer(s) copied "
                       "from the nearest retrieved case")

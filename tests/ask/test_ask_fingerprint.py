@@ -191,7 +191,10 @@ def test_cli_refusal_is_one_line_exit_2_and_overwrite_flag_works(tmp_path, serve
     path = write_jsonl(tmp_path / "in.jsonl", REPORT_ROWS)
     runner = CliRunner()
     args = ["ask", "--input", str(path), "--no-rag", "--base-url", server.base_url, "--run", "cli"]
-    assert runner.invoke(app, [*args, "--model", "a"]).exit_code == 0
+    first = runner.invoke(app, [*args, "--model", "a"])
+    assert first.exit_code == 0, first.output
+    digest = json.loads((tmp_path / "ask" / "cli" / "fingerprint.json").read_text(encoding="utf-8"))["digest"]
+    assert f"fingerprint {digest}" in first.stdout
     refused = runner.invoke(app, [*args, "--model", "b"])
     assert refused.exit_code == 2
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
