@@ -30,13 +30,21 @@ from medscribe.phi.corpus_templates import (
 )
 from medscribe.phi.corpus_titles import (
     COMMON_SURNAMES_EN,
+    COMMON_SURNAMES_EN_B,
     COMMON_SURNAMES_RU,
+    COMMON_SURNAMES_RU_B,
     CONTROLS_TITLES,
+    CONTROLS_TITLES_B,
     EPONYM_SURNAMES_EN,
+    EPONYM_SURNAMES_EN_B,
     EPONYM_SURNAMES_RU,
+    EPONYM_SURNAMES_RU_B,
     PATH_CONTROLS,
+    PATH_CONTROLS_B,
     PATH_TEMPLATES,
+    PATH_TEMPLATES_B,
     TEMPLATES_TITLES,
+    TEMPLATES_TITLES_B,
 )
 from medscribe.phi.ids import make_inn, make_oms, make_snils
 
@@ -49,6 +57,12 @@ TEMPLATE_SETS = {
     "blind": (TEMPLATES_BLIND, CONTROLS_BLIND),
     "final": (TEMPLATES_FINAL, CONTROLS_FINAL),
     "titles": (TEMPLATES_TITLES, CONTROLS_TITLES),
+    "titles_b": (TEMPLATES_TITLES_B, CONTROLS_TITLES_B),
+}
+PATH_SETS = {"paths": (PATH_TEMPLATES, PATH_CONTROLS), "paths_b": (PATH_TEMPLATES_B, PATH_CONTROLS_B)}
+_EPONYM_POOLS = {
+    "EPO": {"ru": EPONYM_SURNAMES_RU + COMMON_SURNAMES_RU, "en": EPONYM_SURNAMES_EN + COMMON_SURNAMES_EN},
+    "EPB": {"ru": EPONYM_SURNAMES_RU_B + COMMON_SURNAMES_RU_B, "en": EPONYM_SURNAMES_EN_B + COMMON_SURNAMES_EN_B},
 }
 CASES = ("nom", "gen", "dat", "acc", "ins", "loc")
 MONTHS_RU_GEN = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября",
@@ -134,20 +148,20 @@ class ValueMaker:
             return f"{initials} {surname}"
         return surname
 
-    def epo_ru_name(self, form: str, case: str) -> str:
+    def epo_ru_name(self, form: str, case: str, pool: str = "EPO") -> str:
         """A Russian name whose surname is an eponym or a common word (corpus_titles)."""
         r = self.r
         first, gender = r.choice(L.FIRST_NAMES_RU)
-        surname = inflect_surname(r.choice(EPONYM_SURNAMES_RU + COMMON_SURNAMES_RU), gender, case)
+        surname = inflect_surname(r.choice(_EPONYM_POOLS[pool]["ru"]), gender, case)
         patronymic = r.choice(L.PATRONYMIC_BASES_RU)
         io = f"{inflect_first_name(first, gender, case)} {inflect_patronymic(patronymic, gender, case)}"
         return {"surname": surname, "full": f"{surname} {io}", "io_last": f"{io} {surname}",
                 "init_after": f"{surname} {first[0]}.{patronymic[0]}.",
                 "init_before": f"{first[0]}.{patronymic[0]}. {surname}"}[form]
 
-    def epo_en_name(self, form: str) -> str:
+    def epo_en_name(self, form: str, pool: str = "EPO") -> str:
         r = self.r
-        first, last = r.choice(L.FIRST_NAMES_EN), r.choice(EPONYM_SURNAMES_EN + COMMON_SURNAMES_EN)
+        first, last = r.choice(L.FIRST_NAMES_EN), r.choice(_EPONYM_POOLS[pool]["en"])
         return {"full": f"{first} {last}", "last": last, "initial": f"{first[0]}. {last}"}[form]
 
     def file_name_part(self, lang: str, form: str) -> str:
@@ -160,7 +174,8 @@ class ValueMaker:
                 surname = inflect_surname(surname, "f", "nom")
             patronymic = r.choice(L.PATRONYMIC_BASES_RU)
             return {
-                "surname": surname, "initial": first[0], "init_after": f"{surname} {first[0]}.{patronymic[0]}.",
+                "surname": surname, "surname_upper": surname.upper(), "surname_lower": surname.lower(),
+                "first": first, "initial": first[0], "init_after": f"{surname} {first[0]}.{patronymic[0]}.",
                 "full": f"{surname} {first} {inflect_patronymic(patronymic, gender, 'nom')}",
                 "translit": transliterate(surname), "translit_lower": transliterate(surname).lower(),
                 "initial_latin": transliterate(first[0]).upper()[:1],
@@ -168,7 +183,7 @@ class ValueMaker:
         first = r.choice(L.FIRST_NAMES_EN)
         last = r.choice(L.SURNAMES_EN + EPONYM_SURNAMES_EN + COMMON_SURNAMES_EN).replace(" ", "")
         return {"last": last, "first": first, "lower_last": last.lower(), "lower_first": first.lower(),
-                "initial_latin": first[0]}[form]
+                "upper_last": last.upper(), "upper_first": first.upper(), "initial_latin": first[0]}[form]
 
     def en_name(self, form: str) -> str:
         r = self.r
@@ -243,11 +258,11 @@ class ValueMaker:
             return self.ru_name(form, case or "nom")
         if kind == "NAME_EN":
             return self.en_name(arg)
-        if kind == "NAME_EPO_RU":
+        if kind in ("NAME_EPO_RU", "NAME_EPB_RU"):
             form, _, case = arg.partition("/")
-            return self.epo_ru_name(form, case or "nom")
-        if kind == "NAME_EPO_EN":
-            return self.epo_en_name(arg)
+            return self.epo_ru_name(form, case or "nom", kind.split("_")[1])
+        if kind in ("NAME_EPO_EN", "NAME_EPB_EN"):
+            return self.epo_en_name(arg, kind.split("_")[1])
         if kind in ("NAME_FILE_RU", "NAME_FILE_EN"):
             return self.file_name_part(kind[-2:].lower(), arg)
         if kind == "ADDRESS_RU":
@@ -349,8 +364,12 @@ def transliterate(word: str) -> str:
     return "".join(out)
 
 
-def generate_path_corpus(n_per_language: int = 300, seed: int = 13, control_share: float = 0.25) -> list[dict]:
-    """Export file paths (relative to the input folder) with name/date/ID spans, plus PHI-free controls."""
+def generate_path_corpus(
+    n_per_language: int = 300, seed: int = 13, control_share: float = 0.25, templates: str = "paths"
+) -> list[dict]:
+    """Export file paths (relative to the input folder) with name/date/ID spans, plus PHI-free controls.
+    `templates`: "paths" (written with the path rules) or "paths_b" (written after them, run blind once)."""
+    path_templates, path_controls = PATH_SETS[templates]
     rng = random.Random(seed)
     maker = ValueMaker(rng)
     docs = []
@@ -358,11 +377,11 @@ def generate_path_corpus(n_per_language: int = 300, seed: int = 13, control_shar
         n_control = int(n_per_language * control_share)
         for i in range(n_per_language):
             if i < n_control:
-                text, spans, kind = PATH_CONTROLS[lang][i % len(PATH_CONTROLS[lang])], [], "control"
+                text, spans, kind = path_controls[lang][i % len(path_controls[lang])], [], "control"
             else:
-                template = PATH_TEMPLATES[lang][(i - n_control) % len(PATH_TEMPLATES[lang])]
+                template = path_templates[lang][(i - n_control) % len(path_templates[lang])]
                 (text, spans), kind = fill(template, maker), "phi"
-            docs.append({"id": f"paths-{lang}-{i:05d}", "lang": lang, "kind": kind, "text": text, "spans": spans})
+            docs.append({"id": f"{templates}-{lang}-{i:05d}", "lang": lang, "kind": kind, "text": text, "spans": spans})
     return docs
 
 

@@ -168,3 +168,127 @@ PATH_CONTROLS = {
     "en": ["exports/mri_reports.csv", "CT/chest/findings_part1.csv", "radiology_2023.xlsx", "qa/medquad_sample.jsonl",
            "dataset_with_answers_cardiology.json", "batch_07/reports.jsonl"],
 }
+
+# Set "titles_b": written after the "titles" fixes were in, with other surnames and other phrasing, and run
+# blind once (numbers in docs/phi.md): a check of whether those fixes generalize.
+EPONYM_SURNAMES_EN_B = (
+    "Babinski", "Kernig", "Raynaud", "Meckel", "Barrett", "Gleason", "Tanner", "Apgar", "Hartmann", "Colles",
+    "Kaposi", "Wegener", "Marfan", "Whipple", "Cooper", "Willis", "Glisson", "Sachs", "Lyme", "Chiari",
+)
+COMMON_SURNAMES_EN_B = (
+    "Banks", "Bird", "Church", "Cross", "Day", "Dean", "Ford", "Grant", "Hall", "King", "Knight", "Lane", "Lee",
+    "Mills", "Nash", "Pope", "Reed", "Shaw", "Sharp", "Swift", "Ward", "West", "Wise", "Bishop", "Chase",
+)
+EPONYM_SURNAMES_RU_B = (
+    "Бабинский", "Керниг", "Вирхов", "Ортнер", "Ласег", "Мерфи", "Пастернацкий", "Ровзинг", "Образцов",
+    "Склифосовский", "Мечников", "Вишневский", "Бурденко", "Спасокукоцкий", "Греков", "Оппель", "Шморль",
+)
+COMMON_SURNAMES_RU_B = (
+    "Белов", "Чернов", "Новиков", "Ветров", "Дубов", "Рыбаков", "Пчёлкин", "Ястребов", "Гусь", "Лебедь", "Карась",
+    "Соловей", "Скворцов", "Щукин", "Синицын", "Грачёв", "Бобров", "Сова",
+)
+
+TEMPLATES_TITLES_B = {
+    "ru": [
+        "Заключение выдано на руки пациенту {NAME_EPB_RU:surname/dat}.",
+        "Консультирован д-ром мед. наук {NAME_EPB_RU:surname/ins}.",
+        "Исследование проведено под контролем проф. {NAME_EPB_RU:io_last/gen}.",
+        "Врач УЗД {NAME_EPB_RU:surname/nom}.",
+        "Результаты доведены до сведения лечащего врача {NAME_EPB_RU:surname/gen}.",
+        "Описание выполнил: врач-рентгенолог {NAME_EPB_RU:init_before/nom}",
+        "Рекомендована консультация нейрохирурга {NAME_EPB_RU:surname/gen}.",
+        "Со слов пациентки {NAME_EPB_RU:surname/gen}, травма накануне.",
+        "Подписано: {NAME_EPB_RU:init_after/nom}",
+        "Дежурный врач {NAME_EPB_RU:surname/nom} уведомлен в 02:40.",
+        "По согласованию с заведующей отделением {NAME_EPB_RU:surname/ins}.",
+        "Протокол подписал доцент {NAME_EPB_RU:surname/nom}.",
+        "Медсестра {NAME_EPB_RU:surname/nom}, тел. {PHONE:ru_8}.",
+        "Консультация кардиолога {NAME_EPB_RU:surname/gen} от {DATE:dmy}.",
+        "Больной {NAME_EPB_RU:surname/nom} в сопровождении жены.",
+        "Исследование назначено доктором медицинских наук {NAME_EPB_RU:surname/ins}.",
+        "Передано по телефону врачу приемного отделения {NAME_EPB_RU:surname/dat}.",
+        "Сопровождающий — сын пациента, {NAME_EPB_RU:full/nom}.",
+        "Проф. {NAME_EPB_RU:surname/nom} рекомендует ПЭТ-КТ.",
+        "Акад. {NAME_EPB_RU:init_before/nom} осмотрел пациента на обходе.",
+    ],
+    "en": [
+        "Dr {NAME_EPB_EN:last} was paged and agreed with the plan.",
+        "Critical result phoned to Dr. {NAME_EPB_EN:last} at 03:10.",
+        "Verbal report given to {NAME_EPB_EN:last}, RN.",
+        "Case presented at tumor board by Prof {NAME_EPB_EN:last}.",
+        "Patient's wife, Mrs {NAME_EPB_EN:last}, provided the history.",
+        "Follow-up with Dr. {NAME_EPB_EN:initial} in clinic.",
+        "Attending radiologist: {NAME_EPB_EN:full}",
+        "Preliminary read by {NAME_EPB_EN:last} (resident) was confirmed.",
+        "Images reviewed together with Dr. {NAME_EPB_EN:last} and Dr. {NAME_EPB_EN:last}.",
+        "Referring: {NAME_EPB_EN:full}, MD.",
+        "Comparison with outside study read by Dr. {NAME_EPB_EN:last}.",
+        "Mr {NAME_EPB_EN:last} tolerated the procedure well.",
+        "Dictated by: {NAME_EPB_EN:initial}, MD",
+        "Nurse {NAME_EPB_EN:last} assisted.",
+        "Contact Ms {NAME_EPB_EN:last} at {PHONE:us_dash}.",
+        "Drs. {NAME_EPB_EN:last} and {NAME_EPB_EN:last} were notified.",
+        "Dr. {NAME_EPB_EN:last}, please call back.",
+        "Report finalized by {NAME_EPB_EN:last} on {DATE:en_short}.",
+        "Transcribed by {NAME_EPB_EN:full}.",
+        "PCP: Dr. {NAME_EPB_EN:last}",
+    ],
+}
+
+CONTROLS_TITLES_B = {
+    "ru": [
+        "Симптом Бабинского отрицательный.",
+        "Симптом Кернига слабо положительный.",
+        "Грыжи Шморля в телах L2-L4.",
+        "Железа Вирхова не пальпируется.",
+        "Симптом Ортнера положительный.",
+        "Симптом Ласега справа под углом 40 градусов.",
+        "Симптом Образцова отрицательный.",
+        "Повязка с мазью Вишневского.",
+        "Операция по Спасокукоцкому в анамнезе.",
+        "Симптом Пастернацкого отрицательный с обеих сторон.",
+        "Симптом Мерфи сомнительный.",
+        "Новых очагов не выявлено, белое вещество без особенностей.",
+    ],
+    "en": [
+        "Barrett esophagus without dysplasia.",
+        "Raynaud phenomenon of the fingers.",
+        "Meckel diverticulum is not seen.",
+        "Gleason score 3+4=7.",
+        "Tanner stage 3 breast development.",
+        "Status post Whipple procedure in 2018.",
+        "Cooper ligament is intact.",
+        "The circle of Willis is patent.",
+        "Glisson capsule is smooth.",
+        "Kaposi sarcoma is not excluded.",
+        "West Nile virus serology negative.",
+        "Day 3 after surgery.",
+        "Lyme disease serology pending.",
+        "Chiari I malformation, 6 mm tonsillar ectopia.",
+        "Sharp margins without spiculation.",
+    ],
+}
+
+PATH_TEMPLATES_B = {
+    "ru": [
+        "{NAME_FILE_RU:surname_upper}_{NAME_FILE_RU:initial}{NAME_FILE_RU:initial}.csv",
+        "пациент_{NAME_FILE_RU:surname_lower}.xlsx",
+        "{NAME_FILE_RU:surname}-{NAME_FILE_RU:first}-{DATE:dmy}.csv",
+        "Врач_{NAME_FILE_RU:surname}/{DATE:iso}.csv",
+        "КТ_ОГК_{NAME_FILE_RU:surname}_{NAME_FILE_RU:initial}.{NAME_FILE_RU:initial}.xlsx",
+        "{NAME_FILE_RU:translit}{NAME_FILE_RU:initial_latin}{NAME_FILE_RU:initial_latin}.csv",
+    ],
+    "en": [
+        "{NAME_FILE_EN:last}{NAME_FILE_EN:first}_CT_{DATE:iso}.csv",
+        "reports_for_{NAME_FILE_EN:lower_last}.csv",
+        "{NAME_FILE_EN:upper_last}_{NAME_FILE_EN:upper_first}.xlsx",
+        "{NAME_FILE_EN:last}-{NAME_FILE_EN:first}-{ID:num}.jsonl",
+        "Dr_{NAME_FILE_EN:last}_patients.csv",
+        "{DATE:mdy_dash}_{NAME_FILE_EN:last}.csv",
+        "MRN{ID:num}_{NAME_FILE_EN:last}.json",
+    ],
+}
+PATH_CONTROLS_B = {
+    "ru": ["КТ_ОГК/описания.csv", "МРТ_ГМ_2022.xlsx", "выгрузка-март.csv", "Отчеты/Итог.xlsx"],
+    "en": ["CT_chest_2024.csv", "Reports/Final.xlsx", "mri-brain-batch3.jsonl", "Radiology_Export.csv"],
+}

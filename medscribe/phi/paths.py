@@ -40,7 +40,7 @@ PATH_WORDS = frozenset(
     weekly monthly archive backup test tests train eval dev val valid validation summary summaries qa medquad
     reviewed review clean raw processed output input notes note text texts protocol protocols case cases cohort
     site hospital clinic dept department ward unit er ed icu opd ipd en ru eng rus csv tsv xlsx xls json jsonl
-    ndjson txt tmp temp v1 v2 v3 main misc other others extra more set sets split chunk chunks page pages
+    ndjson txt tmp temp v1 v2 v3 main misc other others extra more set sets split chunk chunks
     выгрузка выгрузки экспорт отчет отчеты отчёт отчёты протокол протоколы данные пациент пациенты пациента
     исследование исследования заключение заключения описание описания архив часть копия итог итоги список
     таблица файл лист выписка выписки результаты результат снимки серия мрт кт узи пэт рентген рентгенография
@@ -93,9 +93,16 @@ def _compact_date(digits: str) -> bool:
 # Clinical word endings (`cardiology`, `hepatitis`); not `-ing`/`-ence`, which surnames and first names have
 # (`Kettering`, `Florence`).
 TERM_SUFFIX_RE = re.compile(r"(?:ology|ologies|itis|omas?|osis|ectomy|plasty|scopy|graphy|pathy|emia|ations?|ments?)$")
-# Short capitals that are modalities or file words, not initials ("CT", "QA"); every other 1-3 capital letters
+# Short capitals that are modalities or file words, not initials ("CT", "QA"); every other 1-2 capital letters
 # next to a name are initials ("Ivanov_PT", "Smith_AT").
-ACRONYMS = frozenset("ct mr mri us pet qa id en ru ed er icu dob mrn xr cr dx rx spect cta mra".split())
+ACRONYMS = frozenset(
+    """ct mr mri us pet qa id en ru ed er icu dob mrn xr cr dx rx spect cta mra ogk
+    мрт кт узи пэт экг ээг рг огк обп омт гм щж мскт кта мра оак бак""".split()
+)
+# A word after one of these in a file name is the person it names ("reports_for_blackwood", "пациент_волк").
+PATH_PERSON_CONTEXT = frozenset(
+    "for patient pt name dr doctor mr mrs ms prof пациент пациентка пациента фио врач доктор больной больная".split()
+)
 
 
 def _ordinary(low: str) -> bool:
@@ -111,7 +118,7 @@ def _word_verdict(word: str) -> str:
     if CYRILLIC_RE.search(word):
         from medscribe.phi.rules_ru import _is_eponym_lemma, could_be_surname
 
-        if word.isupper() and len(word) <= 4:
+        if word.isupper() and low in ACRONYMS:
             return "no"  # МРТ, КТ, УЗИ
         cap = word[:1].upper() + word[1:].lower()
         if could_be_surname(cap) or _is_eponym_lemma(cap):
@@ -119,8 +126,10 @@ def _word_verdict(word: str) -> str:
         return "maybe" if word[:1].isupper() else "no"
     from medscribe.phi.rules_en import EPONYMS_EN, first_names_en
 
-    if word.isupper() and len(word) <= 4:
+    if word.isupper() and low in ACRONYMS:
         return "no"  # CT, MRI, PET
+    if word.isupper() and len(word) <= 4:
+        return "maybe"  # HILL, ROSE: a name when the path names someone
     if len(low) >= 5 and LATIN_SURNAME_RE.search(low):
         return "name"
     if low.capitalize() in first_names_en():
@@ -144,17 +153,23 @@ def _component_spans(component: str) -> tuple[list[Span], list[tuple[int, int, s
         if _plausible_date(*m.groups()):
             spans.append((m.start(), m.end(), "DATE"))
     tokens = []
+    previous = ""
     for m in TOKEN_RE.finditer(view):
-        word = m.group()
+        word, after_context = m.group(), previous in PATH_PERSON_CONTEXT
+        previous = word.lower()
         for d in DIGITS_RE.finditer(word):
             kind = "DATE" if _compact_date(d.group()) else "ID"
             spans.append((m.start() + d.start(), m.start() + d.end(), kind))
+        if re.fullmatch(r"\d{5}", word):
+            tokens.append((m.start(), m.end(), "number"))  # an ID when the path names someone
         if not word.isalpha():
             continue
-        if word.isupper() and (len(word) == 1 or (len(word) <= 3 and word.lower() not in ACRONYMS)):
+        if word.isupper() and (len(word) == 1 or (len(word) == 2 and word.lower() not in ACRONYMS)):
             tokens.append((m.start(), m.end(), "initial"))
             continue
         verdict = _word_verdict(word)
+        if after_context and verdict == "maybe" or (after_context and verdict == "no" and not _ordinary(word.lower())):
+            verdict = "name"
         tokens.append((m.start(), m.end(), verdict))
         if verdict == "name" and not _medical_context(view, m.start(), m.end()):
             spans.append((m.start(), m.end(), "NAME"))
@@ -193,8 +208,10 @@ def path_spans(path: str) -> list[Span]:
                 if verdict == "maybe":
                     spans.append((s, e, "NAME"))
                     names.add((s, e))
+                elif verdict == "number":
+                    spans.append((s, e, "ID"))
             # initials next to a name: "Ivanov_I_I", "Kashevarova_SA"
-            letters = [t for t in tokens if t[2] != "no"]
+            letters = [t for t in tokens if t[2] not in ("no", "number")]
             changed = True
             while changed:
                 changed = False

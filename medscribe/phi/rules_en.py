@@ -25,6 +25,8 @@ _NAME_TAIL = rf"(?:\s*{_CAP_OR_INITIAL}){{0,1}}(?:\s+{_PARTICLE}{_CAP}){{0,2}}"
 TITLE_RE = re.compile(
     rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Mx|Sr|Sister|Nurse|Doctor)\.?\s+({_CAP_OR_INITIAL}{_NAME_TAIL})"
 )
+# "Drs. Lee and Hartmann", "Drs Day, Banks & Pope": every name of the list is a person.
+PLURAL_TITLE_RE = re.compile(rf"\bDrs\.?\s+({_CAP}(?:\s*(?:,|and|&)\s*(?:Dr\.?\s+)?{_CAP})+|{_CAP})")
 CREDENTIAL_RE = re.compile(rf"\b({_CAP_OR_INITIAL}{_NAME_TAIL}),?\s+(?:MD|M\.D\.|DO|RN|NP|PA-C|PhD|MBBS|FRCR)\b")
 PERSON_CONTEXT_RE = re.compile(
     r"\b(?P<context>(?i:patient(?: name)?|pt\.?|name|seen by|signed by|dictated by|reported by|reviewed by|read by|"
@@ -33,7 +35,11 @@ PERSON_CONTEXT_RE = re.compile(
     r"father|sister|brother|partner|guardian|caregiver|friend|neighbor|nurse|physician|surgeon|radiologist|"
     r"technologist|resident|fellow|electronically signed by|interpreted by|ordered by|provider|PCP|"
     r"signed|signature|communicated to|called to|reviewed with|performed by|requested by|obtained by|"
-    r"approved by|authorized by|attested by|conferred with|consulted with|d/w|paged|consultant))\s*[:,]?\s+"
+    r"approved by|authorized by|attested by|conferred with|consulted with|d/w|paged|consultant|"
+    # verbs whose agent is a person in a report ("Report finalized by X"); not "confirmed/assessed by", which
+    # take a method ("confirmed by Doppler")
+    r"finalized by|prepared by|edited by|amended by|addended by|acknowledged by|authenticated by|"
+    r"countersigned by|co-?signed by|supervised by|witnessed by|released by))\s*[:,]?\s+"
     rf"(?P<name>{_CAP_OR_INITIAL}{_NAME_TAIL})",
 )
 # Context words that precede ordinary clinical phrases too ("per Wells criteria", "so-called Baker's cyst",
@@ -263,6 +269,10 @@ def find_names_en(text: str) -> Iterator[Span]:
         span = _strong_span(text, m.start(1), m.end(1), title=True)
         if span:
             yield span[0], span[1], "NAME"
+    for m in PLURAL_TITLE_RE.finditer(text):
+        for w in re.finditer(_CAP, m.group(1)):
+            if w.group() != "Dr":
+                yield m.start(1) + w.start(), m.start(1) + w.end(), "NAME"
     for m in CREDENTIAL_RE.finditer(text):
         # The word before ", MD" is the person's surname, whatever else it names; only leading ordinary words
         # ("Impression Smith, MD" cannot be told apart, "The") are dropped.

@@ -44,6 +44,15 @@ def _names(text: str) -> list[str]:
         ("Присутствовала мать пациента, Даун Злата Глебовна.", "Даун Злата Глебовна"),
         ("Снимки пересмотрены профессором Римским-Корсаковым.", "Римским-Корсаковым"),
         ("Осмотрена доцентом Бехтеревой.", "Бехтеревой"),
+        # the second blind set ("titles_b"): plural titles, person verbs, more Russian contexts
+        ("Drs. Lee and Hartmann were notified.", "Hartmann"),
+        ("Drs. Lee and Hartmann were notified.", "Lee"),
+        ("Report finalized by Knight on Mar 3, 2024.", "Knight"),
+        ("Подписано: Карась З.З.", "Карась"),
+        ("Врач УЗД Бабинская.", "Бабинская"),
+        ("Передано по телефону врачу приемного отделения Соловью.", "Соловью"),
+        ("Консультирован д-ром мед. наук Вирховым.", "Вирховым"),
+        ("Акад. Л.Р. Бурденко осмотрел пациента.", "Бурденко"),
     ],
 )
 def test_a_title_or_person_context_wins_over_the_eponym_list(text, name):
@@ -75,6 +84,8 @@ def test_a_title_or_person_context_wins_over_the_eponym_list(text, name):
         "Доступ по Кохеру.",
         "Хирургическое лечение не показано.",
         "Сатурация 97%, температура 36.6 °C. Ki-67 15%.",
+        "Повязка с мазью Вишневского.",
+        "Confirmed by Doppler ultrasound.",
     ],
 )
 def test_eponyms_in_their_medical_context_stay(text):
@@ -92,6 +103,11 @@ def test_eponyms_in_their_medical_context_stay(text):
         ("mri_Parkinson_20240301.xlsx", "mri_[NAME]_[ID].xlsx"),
         ("kuznetsova_05_11_1961.csv", "[NAME]_[DATE].csv"),
         ("exports/2024-03-01/Stone_Ansel.csv", "exports/[DATE]/[NAME].csv"),
+        ("reports_for_blackwood.csv", "reports_for_[NAME].csv"),
+        ("пациент_волк.xlsx", "пациент_[NAME].xlsx"),
+        ("ЖУК_АГ.csv", "[NAME].csv"),
+        ("HILL_CORDELIA.xlsx", "[NAME].xlsx"),
+        ("Lockhart-Lavinia-54303.jsonl", "[NAME]-[NAME]-[ID].jsonl"),
     ],
 )
 def test_paths_named_after_the_patient_or_date_are_scrubbed(path, expected):
@@ -102,7 +118,8 @@ def test_paths_named_after_the_patient_or_date_are_scrubbed(path, expected):
     "path",
     ["exports/mri_reports.csv", "УЗИ/part1.csv", "КТ/deep/b.csv", "qa/medquad_sample.jsonl", "radiology_2023.xlsx",
      "dataset_with_answers_кардиология.json", "parkinson_disease_cohort.csv", "синдром_Дауна.xlsx", "CT_A.csv",
-     "архив/часть_2.csv", "protein_levels_2023.csv"],
+     "архив/часть_2.csv", "protein_levels_2023.csv", "КТ_ОГК/описания.csv", "Radiology_Export.csv",
+     "mri-brain-batch3.jsonl"],
 )
 def test_paths_without_phi_are_kept(path):
     assert path_spans(path) == [] and scrub_path(path) == path
