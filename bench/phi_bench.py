@@ -286,9 +286,15 @@ def main() -> int:
     missed = [label for label, _, _, met in checks if not met]
     all_recall = recall(combined)
     verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
-    blind = FIRST_BLIND.get("titles")
-    headline = (f"titles_first_blind_recall={blind['recall_all']:.4f} (fitted {sums['titles']['recall_all']:.4f}) "
-                if blind and "titles" in sums else "")
+    # The headline: the first blind runs of issue 20's sets, the fitted numbers beside them.
+    headline = "".join(
+        f"{name}_first_blind_recall={FIRST_BLIND[name]['recall_all']:.4f} (fitted {sums[name]['recall_all']:.4f}) "
+        for name in ("titles", "titles_b") if name in sums
+    ) + "".join(
+        f"{name}_first_blind_recall={FIRST_BLIND_PATHS[name]['recall_all']:.4f} "
+        f"(fitted {summary_metrics(path_results[name])['recall_all']:.4f}) "
+        for name in ("paths_b",) if not args.paths_baseline
+    )
     print(f"phi_bench {headline}recall_all={all_recall:.4f} leaks_per_100k={sums['all']['leaks_per_100k_words']:.1f} "
           f"controls={sums['all']['controls_untouched']:.4f} paths_recall={path_sum['recall_all']:.4f} "
           f"throughput={tag_rate:,.0f} rows/s {verdict}")
