@@ -171,7 +171,7 @@ def run_pipeline(
     ask("ask-base-rag", k, None)
     ask("ask-copy", 1, None, mode="copy")
 
-    from medscribe.pipeline_state import record_sft, sft_fingerprint, sft_status
+    from medscribe.pipeline_state import SFT_RECORD, record_sft, sft_fingerprint, sft_status
 
     sft_dir = Path(settings.paths.sft) / sft_run
     adapter = sft_dir / "adapter"
@@ -189,9 +189,11 @@ def run_pipeline(
         from medscribe.sft import run_sft
 
         say(f"sft: {'forced' if 'sft' in forced else why}: training")
-        # A new training in this run folder: the old adapter and checkpoints are another training's.
+        # A new training in this run folder: the old adapter, checkpoints and record are another training's
+        # (the record is written again only once this training has finished).
         for old in (adapter, sft_dir / "checkpoints"):
             shutil.rmtree(old, ignore_errors=True)
+        (sft_dir / SFT_RECORD).unlink(missing_ok=True)
         manifest = run_sft(settings, run=sft_run, retriever=retriever, console=console)
         record_sft(sft_dir, sft_record)
         done("sft", started, adapter=manifest.get("adapter"), backend=(manifest.get("setup") or {}).get("backend"))
