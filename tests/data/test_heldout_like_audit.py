@@ -11,6 +11,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from data_helpers import all_output_text, invoke, write_csv
 
 from medscribe.phi import ids, rules_en, rules_ru
@@ -104,7 +105,8 @@ def test_generated_values_are_in_no_rule_list():
     assert [w for w in invented if re.search(rf"\b{w.lower()}", source)] == []
 
 
-def test_phi_audit_over_every_output_of_a_held_out_like_run_finds_nothing(tmp_path):
+@pytest.mark.slow  # ~20 s alone (data stage on 400 rows + a MiniLM index), more on a loaded machine
+def test_phi_audit_over_every_output_of_a_held_out_like_run_finds_nothing(tmp_path, minilm):
     path, injected = _held_out_like_file(tmp_path / "in")
     out = tmp_path / "out"
     result = invoke("data", "--input", str(path), "--out", str(out), "--task", "report")
@@ -121,6 +123,19 @@ def test_phi_audit_over_every_output_of_a_held_out_like_run_finds_nothing(tmp_pa
     left = [(f["file"], f["row"], f["column"], f["type"]) for f in report["findings"]]
     assert audit.exit_code == 0 and left == [], left[:20]
 
-    text = all_output_text(out) + result.output  # every file (the HF arrow files too) and what was printed
+    # The index built from it (Chroma's sqlite + HNSW files, the BM25 side files): `source` and texts clean too.
+    from medscribe.index import build_index
+    from medscribe.settings import load_settings
+
+    index_settings = load_settings(None, flags={
+        "paths": {"data": str(out), "index": str(tmp_path / "index")},
+        "index": {"embedding_model": minilm, "batch_size": 64, "device": "cpu", "writer": "thread"},
+    })
+    build_index(index_settings, show_progress=False)
+    index_text = all_output_text(tmp_path / "index")
+    assert "[NAME]" in index_text and "[DATE]" in index_text  # the stored documents are readable in the bytes
+
+    text = all_output_text(out) + index_text + result.output  # every byte written, and what was printed
     leaked = sorted(v for v in injected if v in text)
     assert leaked == [], leaked[:20]
+    assert "[NAME]_[DATE].csv" in text  # the file label is recorded, scrubbed
