@@ -74,18 +74,24 @@ class LexicalIndex:
         return np.fromiter((1.0 if matches(m) else 0.0 for m in self.metadatas), dtype=np.float32, count=len(self.ids))
 
     def search(self, queries: list[str], n: int, masks: list[Any]) -> list[list[tuple[str, float]]]:
-        """Top-`n` (chroma id, score) per query, zero scores dropped; `masks[i]` None means all documents."""
+        """Top-`n` (chroma id, score) per query, zero scores dropped; `masks[i]` None means all documents.
+
+        Queries that share a mask go to bm25s in one `retrieve` call (its batched scoring), not one by one."""
+        out: list[list[tuple[str, float]]] = [[] for _ in queries]
         if self._empty or not self.ids or n <= 0:
-            return [[] for _ in queries]
+            return out
         n = min(n, len(self.ids))
-        out: list[list[tuple[str, float]]] = []
-        for query, mask in zip(queries, masks, strict=False):
-            tokens = tokenize([query], self._stem)
-            if not tokens[0]:
-                out.append([])
-                continue
-            docs, scores = self._bm25.retrieve(tokens, k=n, show_progress=False, weight_mask=mask)
-            out.append([(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0], strict=False) if s > 0])
+        all_tokens = tokenize(queries, self._stem)
+        groups: dict[int, list[int]] = {}
+        for i, (tokens, mask) in enumerate(zip(all_tokens, masks, strict=False)):
+            if tokens:
+                groups.setdefault(id(mask), []).append(i)
+        for members in groups.values():
+            docs, scores = self._bm25.retrieve(
+                [all_tokens[i] for i in members], k=n, show_progress=False, weight_mask=masks[members[0]]
+            )
+            for row, i in enumerate(members):
+                out[i] = [(self.ids[d], float(s)) for d, s in zip(docs[row], scores[row], strict=False) if s > 0]
         return out
 
 
