@@ -108,7 +108,8 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "names_en", rules_en.find_names_en,
-        trigger=r"(?-u:\b)(?:Dr|Drs|Mr|Mrs|Ms|Miss|Prof|Mx|Sr|Sister|Nurse|Doctor|MD|DO|RN|NP|PhD|MBBS|FRCR)(?-u:\b)|M\.D\.|"
+        trigger=r"(?-u:\b)(?:Dr|Drs|Mr|Mrs|Ms|Miss|Prof|Professor|Mister|Madam|Sir|Dame|Mx|Sr|Sister|Nurse|Doctor|MD|DO|"
+        r"RN|NP|PhD|MBBS|FRCR|DR|MR|MRS|MS|PROF|DOCTOR)(?-u:\b)|M\.D\.|"
         r"(?:^|[^A-Za-z.])[A-Z]\.\s?[A-Z]['’a-z]|[A-Z][a-z]+\s+(?:[a-z]{1,4}\s+)?[A-Z][a-z]",
         lower=r"patient|(?-u:\b)pt(?-u:\b)|name|(?-u:\b)(?:by|per|cc|son|pcp)(?-u:\b)|attending|referring|discussed|"
         r"spoke|spoken|informed|contacted|called|wife|husband|daughter|mother|father|sister|brother|partner|"

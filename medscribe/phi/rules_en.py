@@ -23,7 +23,14 @@ _PARTICLE = r"(?:(?:van|von|der|den|de|del|della|da|di|du|la|le|ter|ten|bin|ibn|
 _CAP_OR_INITIAL = rf"(?:{_CAP}|[A-Z]\.)"
 _NAME_TAIL = rf"(?:\s*{_CAP_OR_INITIAL}){{0,1}}(?:\s+{_PARTICLE}{_CAP}){{0,2}}"
 TITLE_RE = re.compile(
-    rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Mx|Sr|Sister|Nurse|Doctor)\.?\s+({_CAP_OR_INITIAL}{_NAME_TAIL})"
+    rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Professor|Mister|Madam|Sir|Dame|Mx|Sr|Sister|Nurse|Doctor)\.?\s+"
+    rf"({_CAP_OR_INITIAL}{_NAME_TAIL})"
+)
+# Headers in capitals: "ATTENDING: DR. WILSON", "Discussed with Dr. PARKINSON". Mr/Ms need the period here
+# ("MR ANGIOGRAPHY", "MS PLAQUES" are magnetic resonance and multiple sclerosis).
+TITLE_CAPS_RE = re.compile(
+    r"\b(?:(?:Dr|DR|Mrs|MRS|Prof|PROF|Doctor|DOCTOR)\.?|(?:Mr|MR|Ms|MS)\.)\s+"
+    r"([A-Z](?:['’]?[A-Z]){2,}(?:-[A-Z]{2,})?(?:\s+[A-Z](?:['’]?[A-Z]){2,})?)(?![\w])"
 )
 # "Drs. Lee and Hartmann", "Drs Day, Banks & Pope": every name of the list is a person.
 PLURAL_TITLE_RE = re.compile(rf"\bDrs\.?\s+({_CAP}(?:\s*(?:,|and|&)\s*(?:Dr\.?\s+)?{_CAP})+|{_CAP})")
@@ -269,6 +276,8 @@ def find_names_en(text: str) -> Iterator[Span]:
         span = _strong_span(text, m.start(1), m.end(1), title=True)
         if span:
             yield span[0], span[1], "NAME"
+    for m in TITLE_CAPS_RE.finditer(text):
+        yield m.start(1), m.end(1), "NAME"
     for m in PLURAL_TITLE_RE.finditer(text):
         for w in re.finditer(_CAP, m.group(1)):
             if w.group() != "Dr":

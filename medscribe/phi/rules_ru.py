@@ -348,7 +348,11 @@ def find_names_ru(text: str) -> Iterator[Span]:
     if CAPS_RUN_RE.search(text):
         for m in _person_context_matches(text, PERSON_CONTEXT_CAPS_RE):
             word = m.group(1).split()[0].split("-")[0].capitalize()  # acronyms (МРТ, УЗИ) have no name shape
-            if word.lower() not in NON_NAMES_RU and _pronounceable(word) and _caps_word_is_name(word):
+            # after a person context an eponym or a word the dictionary does not know is a surname too
+            # ("Врач: БОТКИН"); known common words are not ("Пациент: ПОДПИСЬ")
+            if word.lower() not in NON_NAMES_RU and _pronounceable(word) and (
+                _caps_word_is_name(word) or _is_eponym_lemma(word) or not morph().word_is_known(word.lower())
+            ):
                 spans.append((m.start(1), m.end(1), "NAME"))
     for m in CAP_WORD_RE.finditer(text):
         verdict = _cap_word_verdict(m.group())

@@ -53,6 +53,10 @@ def _names(text: str) -> list[str]:
         ("Передано по телефону врачу приемного отделения Соловью.", "Соловью"),
         ("Консультирован д-ром мед. наук Вирховым.", "Вирховым"),
         ("Акад. Л.Р. Бурденко осмотрел пациента.", "Бурденко"),
+        ("ATTENDING: DR. WILSON", "WILSON"),
+        ("Discussed with Dr. PARKINSON by phone.", "PARKINSON"),
+        ("Professor Graves reviewed the case.", "Graves"),
+        ("Врач: БОТКИН", "БОТКИН"),
     ],
 )
 def test_a_title_or_person_context_wins_over_the_eponym_list(text, name):
@@ -86,6 +90,9 @@ def test_a_title_or_person_context_wins_over_the_eponym_list(text, name):
         "Сатурация 97%, температура 36.6 °C. Ki-67 15%.",
         "Повязка с мазью Вишневского.",
         "Confirmed by Doppler ultrasound.",
+        "MR ANGIOGRAPHY of the brain.",
+        "MS PLAQUES in the periventricular white matter.",
+        "Пациент: ПОДПИСЬ",
     ],
 )
 def test_eponyms_in_their_medical_context_stay(text):
