@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -56,6 +57,16 @@ def scrub_source_labels(sources: list[Any], phi_settings: Any) -> dict:
             label = f"{stem} ({count}).{ext}" if dot and "/" not in ext else f"{label} ({count})"
         source.label, source.folder_label = label, folder
     return scrubber.report().get("paths", {"scanned": 0, "changed": 0})
+
+
+def scrub_input_notes(notes: list[tuple[str, str]], phi_settings: Any) -> list[str]:
+    """`input: message` lines for the manifest and the console, the input path PHI-scrubbed like file labels."""
+    if not notes:
+        return []
+    inputs = [Path(item).as_posix() for item, _ in notes]
+    if phi_settings.enabled:
+        inputs = load_scrubber(phi_settings).scrub_paths(inputs)
+    return [f"{item}: {message}" for item, (_, message) in zip(inputs, notes, strict=True)]
 
 
 def pseudonymized_fields(data: Any) -> dict[str, str]:

@@ -93,36 +93,51 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
+def _skipped(hidden: int) -> str:
+    return f"{hidden} hidden file{'s' if hidden != 1 else ''} skipped (name or folder starting with '.')"
+
+
 def discover_files(
-    inputs: list[str], suffixes: set[str] = SUFFIXES, include_hidden: bool = False, notes: list[str] | None = None
+    inputs: list[str], suffixes: set[str] = SUFFIXES, include_hidden: bool = False,
+    notes: list[tuple[str, str]] | None = None,
 ) -> list[SourceFile]:
     """Expand files, globs and folders (recursively) into a sorted, de-duplicated list of data files.
 
     A file named explicitly is read whatever its suffix (as CSV unless it looks like XLSX/JSON/JSONL). Inside
-    a folder, hidden data files (a name or folder starting with ".") are skipped unless `include_hidden`; a
-    line saying how many is appended to `notes` (and is part of the error when nothing else is left)."""
+    a folder or a glob, hidden data files (a name or folder starting with ".") are skipped unless
+    `include_hidden`; `(input, "N hidden files skipped ...")` is appended to `notes` (and the count is part of
+    the error when nothing else is left). The input is kept apart so that the caller can scrub it (a folder
+    may be named after the patient) before it goes into a manifest."""
     if not inputs:
         raise UsageError("data.inputs: no input given (use --input PATH or data.inputs in the config)")
     found: dict[Path, SourceFile] = {}
     for item in inputs:
         path = Path(item)
         if any(ch in item for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True, include_hidden=True))
+            candidates = [m for m in matches if m.is_file() and m.suffix.lower() in suffixes]
+            root = _glob_root(item)
+            # a pattern that names a dot itself (`exports/.old/*.csv`, `.r*.csv`) asks for hidden files
+            wants_hidden = include_hidden or any(part.startswith(".") and part not in (".", "..")
+                                                 for part in Path(item).relative_to(root).parts)
+            files = [m for m in candidates if wants_hidden or not _is_hidden(m, root)]
+            hidden = len(candidates) - len(files)
             if not files:
-                raise UsageError(f"{item}: no data files match this pattern")
+                extra = f"; {_skipped(hidden)}: {HIDDEN_HINT}" if hidden else ""
+                raise UsageError(f"{item}: no data files match this pattern{extra}")
+            if hidden and notes is not None:
+                notes.append((item, f"{_skipped(hidden)}; to read them {HIDDEN_HINT}"))
             for f in files:
-                found.setdefault(f.resolve(), SourceFile(f, _glob_root(item)))
+                found.setdefault(f.resolve(), SourceFile(f, root))
         elif path.is_dir():
             candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             files = [p for p in candidates if include_hidden or not _is_hidden(p, path)]
             hidden = len(candidates) - len(files)
-            skipped = f"{hidden} hidden file{'s' if hidden != 1 else ''} skipped (name or folder starting with '.')"
             if not files:
-                extra = f"; {skipped}: {HIDDEN_HINT}" if hidden else ""
+                extra = f"; {_skipped(hidden)}: {HIDDEN_HINT}" if hidden else ""
                 raise UsageError(f"{path}: folder has no data files ({', '.join(sorted(suffixes))}){extra}")
             if hidden and notes is not None:
-                notes.append(f"{path}: {skipped}; to read them {HIDDEN_HINT}")
+                notes.append((str(path), f"{_skipped(hidden)}; to read them {HIDDEN_HINT}"))
             for f in files:
                 found.setdefault(f.resolve(), SourceFile(f, path))
         elif path.is_file():

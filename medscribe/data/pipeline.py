@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, splits
-from medscribe.data.anonymize import anonymize, scrub_source_labels
+from medscribe.data.anonymize import anonymize, scrub_input_notes, scrub_source_labels
 from medscribe.errors import RuntimeFailure
 from medscribe.io import atomic_write_json, sha256_file
 from medscribe.schemas import SPLITS
@@ -88,10 +88,12 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         console=console, transient=True,
     )
     with progress:
-        sources = ingest.discover_files(list(data.inputs), include_hidden=data.include_hidden, notes=warnings)
+        input_notes: list[tuple[str, str]] = []
+        sources = ingest.discover_files(list(data.inputs), include_hidden=data.include_hidden, notes=input_notes)
         # File names are often the patient's name or the study date: every output records the scrubbed path
-        # relative to the input folder (`label`), never the raw one.
+        # relative to the input folder (`label`), never the raw one; notes about an input scrub it too.
         path_report = scrub_source_labels(sources, data.phi)
+        warnings.extend(scrub_input_notes(input_notes, data.phi))
         reading = progress.add_task("reading files", total=len(sources))
         frames, infos, file_hashes = [], [], []
         for source in sources:

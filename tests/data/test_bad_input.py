@@ -124,6 +124,24 @@ def test_hidden_files_are_counted_and_the_way_to_read_them_is_named(tmp_path):
                                   include_hidden=True))
     assert every.counts["rows_in"] == 3 + 2 * len(RU_ROWS)
     assert not any("hidden" in w for w in every.warnings)
+    globbed = run_data(settings_for(tmp_path, inputs=[str(folder / "**" / "*.csv")], columns=COLUMNS,
+                                    test_per_group=1))
+    assert globbed.counts["rows_in"] == 3 and any("2 hidden files skipped" in w for w in globbed.warnings)
+    named = run_data(settings_for(tmp_path, inputs=[str(folder / ".r*.csv")], columns=COLUMNS, test_per_group=1))
+    assert named.counts["rows_in"] == len(RU_ROWS)  # a pattern that names the dot asks for hidden files
+    write_csv(tmp_path / "other" / ".x.csv", RU_HEADER, RU_ROWS)
+    with pytest.raises(UsageError, match=r"no data files match this pattern; 1 hidden file skipped"):
+        run_data(settings_for(tmp_path, inputs=[str(tmp_path / "other" / "*.csv")], columns=COLUMNS))
+
+
+def test_notes_about_an_input_folder_named_after_the_patient_are_scrubbed(tmp_path):
+    folder = tmp_path / "Ivanov_I_I_2024-03-01"
+    write_csv(folder / ".old.csv", RU_HEADER, RU_ROWS)
+    write_csv(folder / "reports.csv", RU_HEADER, RU_ROWS[:3])
+    result = run_data(settings_for(tmp_path, inputs=[str(folder)], columns=COLUMNS, test_per_group=1))
+    [note] = [w for w in result.manifest["fallbacks"] if "hidden" in w]
+    assert "[NAME]_[DATE]: 1 hidden file skipped" in note
+    assert "Ivanov" not in all_output_text(result.out_dir) and "2024-03-01" not in all_output_text(result.out_dir)
 
 
 def test_file_paths_named_after_patients_leave_no_phi_in_any_output(tmp_path):
