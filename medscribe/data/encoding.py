@@ -21,7 +21,8 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # What a cp1251 text file holds besides ASCII: Cyrillic letters and the typographic signs of Russian text.
 _CP1251_TEXT_RE = re.compile(r"[А-Яа-яЁё«»—–№…“”„‘’•°±§©®·µ\u00a0\u00ad]")
 _CYRILLIC_WORD_RE = re.compile(r"[А-Яа-яЁё]{3,}")
-_WORD_SHAPE_RE = re.compile(r"[А-ЯЁ]?[а-яё]+|[А-ЯЁ]+")
+# lowercase, Capitalized, CAPITALS, and the clinical abbreviations that mix them: ЭхоКГ, свТ4 (свТ)
+_WORD_SHAPE_RE = re.compile(r"[А-ЯЁ]?[а-яё]+(?:[А-ЯЁ]{1,3})?|[А-ЯЁ]+")
 
 
 def plausible_cp1251(text: str) -> tuple[int, str] | None:

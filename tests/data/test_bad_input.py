@@ -84,6 +84,7 @@ def test_cp1251_fallback_only_for_plausible_files_and_recorded_in_the_manifest(t
 
 def test_plausible_cp1251_check():
     assert ingest.plausible_cp1251("Описание;Заключение\nКиста печени 12 мм — «норма» №5.\n") is None
+    assert ingest.plausible_cp1251("ЭхоКГ: ФВ 60%. ТТГ 2.1, свТ4 14; ЭКГ без динамики.") is None
     assert ingest.plausible_cp1251("ok\nbad\x00line") == (2, "control byte 0x00")
     assert ingest.plausible_cp1251("РџСЂРёРІРµС‚ РјРёСЂ, РєР°Рє РґРµР»Р°? РЎРїР°СЃРёР±Рѕ") is not None
     assert ingest.plausible_cp1251("ПРиВеТ мИр, КаК дЕлА? сПаСиБо")[1].startswith("letters in no word shape")
