@@ -17,6 +17,7 @@ from medscribe.commands import eval as eval_cmd
 from medscribe.commands import index as index_cmd
 from medscribe.commands import model as model_cmd
 from medscribe.commands import pipeline as pipeline_cmd
+from medscribe.commands import serve as serve_cmd
 from medscribe.commands import sft as sft_cmd
 
 app = typer.Typer(
@@ -58,3 +59,4 @@ app.command("index")(index_cmd.command)
 app.add_typer(sft_cmd.app, name="sft")
 app.command("data")(data_cmd.command)
 app.command("eval")(eval_cmd.command)
+app.command("serve")(serve_cmd.command)

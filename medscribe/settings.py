@@ -33,7 +33,7 @@ ENV_PREFIX = "MEDSCRIBE_"
 ENV_DELIMITER = "__"
 CONFIG_ENV = "MEDSCRIBE_CONFIG"
 DEFAULT_CONFIG = "medscribe.toml"
-SECRET_KEYS = {("ask", "api_key"), ("data", "phi", "salt")}
+SECRET_KEYS = {("ask", "api_key"), ("data", "phi", "salt"), ("serve", "api_key")}
 
 
 class Section(BaseModel):
@@ -151,14 +151,14 @@ class AskSection(Section):
     columns: dict[str, str] = Field(default_factory=dict)
     # Record fields whose value must match in retrieved cases (e.g. ["organ"]); empty = no filter.
     filter_fields: list[str] = Field(default_factory=list)
-
-
-class SftSection(Section):
-    backend: Literal["auto", "unsloth", "hf"] = "auto"
     # generate: the model answers; copy: the nearest retrieved case's answer (no model; the retrieval-copy
     # baseline); copy_or_generate: copy when that case's cosine is >= copy_threshold, generate otherwise.
     mode: Literal["generate", "copy", "copy_or_generate"] = "generate"
     copy_threshold: float | None = Field(default=None, ge=-1, le=1)
+
+
+class SftSection(Section):
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
     base_model: str = "Qwen/Qwen2.5-7B-Instruct"
     max_seq_length: int = Field(default=2048, ge=16)
     load_in_4bit: bool = True
@@ -247,6 +247,47 @@ class EvalSection(Section):
     report_formats: list[Literal["html", "md"]] = Field(default_factory=lambda: ["html", "md"])
 
 
+class ServeSection(Section):
+    """`medscribe serve` / `medscribe chat` (medscribe/serve, docs/serve.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # local: transformers + PEFT with dynamic batching; vllm: launch `vllm serve` (CUDA) and the RAG front end on it
+    engine: Literal["local", "vllm"] = "local"
+    # Base model and adapter served; None = ask.local_model / ask.adapter.
+    model: str | None = None
+    adapter: str | None = None
+    # Served model names; base_name None = the model folder's name (or the hub id).
+    base_name: str | None = None
+    tuned_name: str = "medscribe-tuned"
+    rag_name: str = "medscribe-rag"
+    # Bearer key for every endpoint but /health; only from the environment (MEDSCRIBE_SERVE__API_KEY); required
+    # when host is not a loopback address.
+    api_key: SecretStr | None = None
+    max_batch: int = Field(default=8, ge=1)
+    # How long the first request of a batch waits for others to join it.
+    batch_wait_ms: float = Field(default=5.0, ge=0)
+    # Requests admitted at once (waiting + generating); more get 503 with Retry-After.
+    max_queue: int = Field(default=64, ge=1)
+    retry_after_s: int = Field(default=1, ge=0)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    max_tokens_cap: int = Field(default=1024, ge=1)
+    # max_tokens when a request gives none; None = ask.max_new_tokens.
+    default_max_tokens: int | None = Field(default=None, ge=1)
+    # Exact-match response cache for temperature 0 (keyed by the request and the model/adapter/index fingerprint).
+    cache: bool = True
+    cache_size: int = Field(default=1024, ge=0)
+    # Retries (sampled) of an answer that violates response_format or, for medscribe-rag, does not parse.
+    schema_retries: int = Field(default=2, ge=0)
+    # Also log the PHI-scrubbed request and answer text (off: the log has ids, status, latency, tokens only).
+    log_text: bool = False
+    # --engine vllm: port of the vllm server behind the front end, and extra arguments for `vllm serve`.
+    vllm_port: int = Field(default=8001, ge=1, le=65535)
+    vllm_args: list[str] = Field(default_factory=list)
+    # medscribe chat: recent turns kept within this many characters of history (oldest dropped first).
+    chat_history_chars: int = Field(default=6000, ge=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build it with `load_settings`, which applies the precedence rules."""
 
@@ -264,6 +305,7 @@ class Settings(BaseSettings):
     ask: AskSection = Field(default_factory=AskSection)
     sft: SftSection = Field(default_factory=SftSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    serve: ServeSection = Field(default_factory=ServeSection)
 
     @field_validator("ask", mode="after")
     @classmethod
