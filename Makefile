@@ -21,11 +21,12 @@ UNSLOTH_CPU := unsloth==2026.10.9 unsloth_zoo==2026.10.9
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-gpu test test-integration test-gpu lint bench demo demo-model all data index ask sft eval clean help
+.PHONY: install install-gpu install-ocr test test-integration test-gpu lint bench demo demo-model all data index ask sft eval clean help
 
 help:
 	@echo "make install | test | test-integration | lint | bench | demo | all CONFIG=your.toml | clean"
 	@echo "stages on CONFIG (default $(CONFIG)): make data | index | ask | sft | eval"
+	@echo "make install-ocr: Tesseract + English/Russian packs for scanned PDFs/images (apt, needs root/sudo)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ endif
 	touch $@
 
 install: $(VENV)/.installed
+
+# OCR of scanned PDFs and images (medscribe/documents.py) needs the Tesseract binary, which pip cannot install.
+install-ocr:
+	@command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx rus || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus; }
+	@tesseract --version | head -1
 
 test: install
 	$(PY) -m pytest -q

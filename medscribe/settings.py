@@ -67,6 +67,27 @@ class PhiSection(Section):
     salt: SecretStr | None = None
 
 
+class OcrSection(Section):
+    """OCR of scanned PDFs and images (medscribe/documents.py), for `data` inputs and `index` knowledge documents."""
+
+    languages: str = "eng+rus"  # Tesseract language packs, "+"-joined
+    # Pages whose mean word confidence (0-100, Tesseract image_to_data) is lower are rejected with the reason.
+    min_confidence: float = Field(default=60.0, ge=0, le=100)
+    dpi: int = Field(default=300, ge=72, le=1200)  # rendering of PDF pages without a text layer
+    tesseract_cmd: str | None = None  # default: `tesseract` on PATH
+
+
+class DocumentsSection(Section):
+    """Scanned/PDF reports as `data` inputs: one row per file (data/scans.py)."""
+
+    # Field the whole text goes to when no section heading is found; None = finding (report) / question (qa).
+    text_field: str | None = None
+    # field -> headings that start its section ("Findings:", "Заключение:"); {} = built-in English/Russian ones.
+    sections: dict[str, list[str]] = Field(default_factory=dict)
+    # A regular expression with named groups (finding, conclusion, organ, ...) instead of the headings.
+    pattern: str | None = None
+
+
 class DataSection(Section):
     task: Literal["report", "qa"] = "report"
     inputs: list[str] = Field(default_factory=lambda: ["data/raw"])
@@ -95,6 +116,8 @@ class DataSection(Section):
     # Processes for PHI scrubbing of large exports (>= 20k distinct texts); 0 = one per CPU core, at most 8.
     workers: int = Field(default=0, ge=0)
     phi: PhiSection = Field(default_factory=PhiSection)
+    ocr: OcrSection = Field(default_factory=OcrSection)
+    documents: DocumentsSection = Field(default_factory=DocumentsSection)
 
 
 class PromptSection(Section):

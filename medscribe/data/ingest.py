@@ -1,4 +1,4 @@
-"""Read raw exports (CSV, XLSX, JSON, JSONL) into one polars frame of canonical string columns.
+"""Read raw exports (CSV, XLSX, JSON, JSONL; PDF and scanned images, one row per file) into polars frames.
 
     from medscribe.data.ingest import discover_files, read_source
     files = discover_files(["exports/", "more/*.csv"])
@@ -32,13 +32,16 @@ from typing import Any
 import polars as pl
 
 from medscribe.data.encoding import CP1251_NOTE, decode_bytes, plausible_cp1251
+from medscribe.documents import OCR_SUFFIXES
 from medscribe.errors import UsageError
 
 __all__ = ["CP1251_NOTE", "FileInfo", "SourceFile", "decode_bytes", "discover_files", "plausible_cp1251",
            "read_source"]
 
-SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".json", ".jsonl", ".ndjson"}
-AUDIT_SUFFIXES = SUFFIXES | {".txt"}  # --phi-audit also scans plain text, one row per line
+TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm", ".xls", ".json", ".jsonl", ".ndjson"}
+# PDF and scanned images: one row per file, text layer first, OCR otherwise (data/scans.py, documents.py)
+SUFFIXES = TABLE_SUFFIXES | OCR_SUFFIXES
+AUDIT_SUFFIXES = TABLE_SUFFIXES | {".txt"}  # --phi-audit also scans plain text, one row per line
 SPECIALTY_FILE_RE = re.compile(r"^dataset_with_answers_(?P<specialty>.+)\.json$", re.IGNORECASE)
 SEPARATORS = [",", ";", "\t"]
 
@@ -80,6 +83,7 @@ class FileInfo:
     separator: str | None = None
     sheet: str | None = None
     notes: list[str] = field(default_factory=list)
+    ocr: dict | None = None  # PDF/image inputs: OCR used, mean confidence, rejected pages (documents.py)
 
 
 HIDDEN_HINT = "set data.include_hidden = true (or MEDSCRIBE_DATA__INCLUDE_HIDDEN=true), or name the file with --input"
@@ -172,7 +176,12 @@ def read_source(source: SourceFile, data_settings: Any) -> tuple[pl.DataFrame, F
     """One file as a frame of string columns plus `_row`, `_file`, `_folder` provenance columns."""
     path = source.path
     suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
+    if suffix in OCR_SUFFIXES:
+        from medscribe.data.scans import read_document_rows
+
+        frame, found = read_document_rows(path, data_settings)
+        info = FileInfo(path.name, found["format"], frame.height, ocr=found["ocr"])
+    elif suffix in (".xlsx", ".xlsm", ".xls"):
         frame, info = _read_excel(path, data_settings.sheet)
     elif suffix == ".json":
         frame, info = _read_json(path, data_settings)

@@ -22,9 +22,9 @@ import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, splits
+from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, scans, splits
 from medscribe.data.anonymize import anonymize, scrub_input_notes, scrub_source_labels
-from medscribe.errors import RuntimeFailure
+from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.io import atomic_write_json, sha256_file
 from medscribe.schemas import SPLITS
 
@@ -72,6 +72,7 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
     data = settings.data
     task = data.task
     clean.check_column_settings(data)
+    scans.check_document_settings(data)
     splits.check_fractions(data.train_fractions)
     out_dir = Path(settings.paths.data)
     warnings: list[str] = []
@@ -95,17 +96,29 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         path_report = scrub_source_labels(sources, data.phi)
         warnings.extend(scrub_input_notes(input_notes, data.phi))
         reading = progress.add_task("reading files", total=len(sources))
-        frames, infos, file_hashes = [], [], []
+        frames, infos, file_hashes, doc_rejects = [], [], [], []
         for source in sources:
             raw, info = ingest.read_source(source, data)
-            # `_control` first: normalize() removes control bytes, and a field that held one is rejected
-            frames.append(clean.mark_control_bytes(clean.to_canonical(raw, str(source.path), task, data)))
             infos.append(info)
             file_hashes.append(sha256_file(source.path))
-            warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note or "invalid_json" in note)
             progress.advance(reading)
+            if "_doc_reject" in raw.columns:  # a PDF/image that cannot be read or whose OCR is too unsure
+                doc_rejects.append(raw.filter(pl.col("_doc_reject").is_not_null()).select(
+                    "_file", "_row", pl.col("_doc_reject").alias("reason"), pl.col("_doc_detail").alias("detail")))
+                raw = raw.filter(pl.col("_doc_reject").is_null()).drop("_doc_reject", "_doc_detail")
+                if raw.height == 0:
+                    continue
+            # `_control` first: normalize() removes control bytes, and a field that held one is rejected
+            frames.append(clean.mark_control_bytes(clean.to_canonical(raw, str(source.path), task, data)))
+            warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note or "invalid_json" in note)
+        rejected_docs = pl.concat(doc_rejects).rename({"_file": "file", "_row": "row"}) if doc_rejects else None
+        if not frames:
+            reasons = Counter(rejected_docs.get_column("reason").to_list()) if rejected_docs is not None else {}
+            first = rejected_docs.row(0, named=True) if rejected_docs is not None else {}
+            raise UsageError(f"{first.get('file')}: {first.get('detail')}; every input file was rejected "
+                             f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")
         frame = pl.concat(frames, how="vertical_relaxed")
-        rows_in = frame.height
+        rows_in = frame.height + (rejected_docs.height if rejected_docs is not None else 0)
         done("read_s")
         stage = progress.add_task("cleaning", total=6)
         frame = clean.parse_has_finding(clean.normalize(frame, data))
@@ -144,7 +157,8 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         # the chat field is built; nothing is written before both are done and the audit has passed.
         with ThreadPoolExecutor(max_workers=1) as pool:
             audit = pool.submit(_timed, leakage.audit_leakage, frame, data.near_duplicate_threshold)
-            rejects = _rejects_frame([rejected_empty, rejected_short, rejected_dups, rejected_ids])
+            rejects = _rejects_frame([part for part in (rejected_docs, rejected_empty, rejected_short, rejected_dups,
+                                                        rejected_ids) if part is not None])
             rows_kept = frame.height
             if rows_kept + rejects.height != rows_in:  # the accounting invariant: nothing vanishes silently
                 raise RuntimeFailure(
@@ -186,7 +200,8 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         config_hash=manifest.config_hash(settings),
         chat_format=data.chat_format,
         chat_field=chat.CHAT_FIELD[data.chat_format],
-        inputs=[{**vars(info), "sha256": sha} for info, sha in zip(infos, file_hashes, strict=True)],
+        inputs=[{**{k: v for k, v in vars(info).items() if k != "ocr" or v is not None}, "sha256": sha}
+                for info, sha in zip(infos, file_hashes, strict=True)],
         counts=counts,
         rejected_by_reason=reasons,
         duplicates={**dup_counts, "method": dedup.METHOD, "threshold": data.near_duplicate_threshold},

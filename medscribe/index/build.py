@@ -83,7 +83,8 @@ def build_index(
         }
     documents: list[dict[str, Any]] = []
     if knowledge_sources:
-        chunk_entries, documents = read_knowledge(knowledge_sources, idx.chunk_size, idx.chunk_overlap)
+        chunk_entries, documents = read_knowledge(knowledge_sources, idx.chunk_size, idx.chunk_overlap,
+                                                  ocr=settings.data.ocr)
         entries += chunk_entries
     kinds = {"case"} if use_corpus else set()
     if knowledge_sources:

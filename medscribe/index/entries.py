@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medscribe.errors import UsageError
-from medscribe.index.knowledge import expand_sources, load_chunks
+from medscribe.index.knowledge import expand_sources, load_document_chunks
 from medscribe.io import sha256_text
 
 CASE_FIELDS = ("answer", "task", "specialty", "organ", "modality", "source", "split")
@@ -105,12 +105,17 @@ def _reject_reason(row: dict[str, Any], seen: set[str]) -> str | None:
     return None
 
 
-def read_knowledge(sources: list[str], chunk_size: int, chunk_overlap: int) -> tuple[list[Entry], list[dict]]:
+def read_knowledge(
+    sources: list[str], chunk_size: int, chunk_overlap: int, ocr: Any = None
+) -> tuple[list[Entry], list[dict]]:
+    """Entries of every knowledge chunk + one manifest entry per document (`ocr` for PDFs/images: whether OCR
+    was used, mean confidence, rejected pages). `ocr` = the `data.ocr` settings."""
     entries: list[Entry] = []
     documents: list[dict[str, Any]] = []
     for path in expand_sources(sources):
-        chunks, digest = load_chunks(path, chunk_size, chunk_overlap)
-        documents.append({"file": path.name, "sha256": digest, "chunks": len(chunks)})
+        chunks, digest, ocr_info = load_document_chunks(path, chunk_size, chunk_overlap, ocr)
+        documents.append({"file": path.name, "sha256": digest, "chunks": len(chunks),
+                          **({"ocr": ocr_info} if ocr_info is not None else {})})
         for c in chunks:
             meta = scalar_metadata(
                 {

@@ -1,4 +1,8 @@
-"""Knowledge documents -> text chunks for the index (TXT, MD, HTML, PDF via pypdf, DOCX via python-docx).
+"""Knowledge documents -> text chunks for the index (TXT, MD, HTML, PDF, DOCX via python-docx, PNG/JPG/TIFF).
+
+PDF pages are read from their text layer; scanned pages and images are OCR'd (medscribe/documents.py, the
+`data.ocr` settings): `load_document_chunks` also returns what the manifest records (OCR used, mean
+confidence, rejected pages: their text is left out of the index).
 
     from medscribe.index.knowledge import expand_sources, load_chunks
     files = expand_sources(["guidelines/", "notes/*.md", "atlas.pdf"])
@@ -15,11 +19,13 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+from medscribe.documents import IMAGE_SUFFIXES, OCR_SUFFIXES, read_document
 from medscribe.errors import UsageError
 from medscribe.io import sha256_file, sha256_text
 
-SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"}
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} | IMAGE_SUFFIXES
 TEXT_ENCODINGS = ("utf-8-sig", "cp1251")  # Russian hospital files are often Windows-1251
 
 
@@ -50,7 +56,7 @@ def expand_sources(sources: list[str]) -> list[Path]:
                 Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).suffix.lower() in SUFFIXES
             ]
         if not found:
-            raise UsageError(f"index.knowledge: '{source}' matches no TXT/MD/HTML/PDF/DOCX file")
+            raise UsageError(f"index.knowledge: '{source}' matches no TXT/MD/HTML/PDF/DOCX/image file")
         for p in found:
             files[p.resolve()] = None
     return list(files)
@@ -61,11 +67,29 @@ def document_id(path: Path) -> str:
     return f"{path.stem}-{sha256_text(str(path.resolve()))[:8]}"
 
 
-def extract_text(path: Path) -> str:
+def extract_text(path: Path, ocr: Any = None) -> str:
+    return extract_document(path, ocr)[0]
+
+
+def extract_document(path: Path, ocr: Any = None) -> tuple[str, dict | None]:
+    """(text, OCR manifest entry or None). `ocr` = the `data.ocr` settings (None: their defaults). A file that
+    cannot be read at all is a UsageError naming it (the index is built from every listed document or none)."""
+    suffix = path.suffix.lower()
+    if suffix in OCR_SUFFIXES:
+        if ocr is None:
+            from medscribe.settings import OcrSection
+
+            ocr = OcrSection()
+        doc = read_document(path, ocr)
+        if doc.error:
+            raise UsageError(f"{path}: {doc.error}")
+        return doc.text, doc.manifest()
+    return _extract_text(path), None
+
+
+def _extract_text(path: Path) -> str:
     suffix = path.suffix.lower()
     try:
-        if suffix == ".pdf":
-            return _pdf_text(path)
         if suffix == ".docx":
             return _docx_text(path)
         raw = _read_text(path)
@@ -86,13 +110,6 @@ def _read_text(path: Path) -> str:
         except UnicodeDecodeError:
             continue
     raise UsageError(f"{path}: not UTF-8 or cp1251 text")
-
-
-def _pdf_text(path: Path) -> str:
-    from pypdf import PdfReader
-
-    reader = PdfReader(str(path))
-    return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
 
 
 def _docx_text(path: Path) -> str:
@@ -179,7 +196,16 @@ def split_spans(text: str, chunk_size: int, chunk_overlap: int) -> list[tuple[in
 
 def load_chunks(path: Path, chunk_size: int, chunk_overlap: int) -> tuple[list[Chunk], str]:
     """(chunks, sha256 of the file). An empty document gives no chunks (reported by the caller)."""
-    text = normalize_text(extract_text(path))
+    chunks, digest, _ = load_document_chunks(path, chunk_size, chunk_overlap)
+    return chunks, digest
+
+
+def load_document_chunks(
+    path: Path, chunk_size: int, chunk_overlap: int, ocr: Any = None
+) -> tuple[list[Chunk], str, dict | None]:
+    """(chunks, sha256 of the file, OCR manifest entry for PDFs/images or None)."""
+    raw, ocr_info = extract_document(path, ocr)
+    text = normalize_text(raw)
     doc_id = document_id(path)
     chunks: list[Chunk] = []
     for start, end in split_spans(text, chunk_size, chunk_overlap):
@@ -192,7 +218,7 @@ def load_chunks(path: Path, chunk_size: int, chunk_overlap: int) -> tuple[list[C
         end = start + len(body)
         n = len(chunks)
         chunks.append(Chunk(f"{doc_id}#{n}", doc_id, n, body, start, end, path.name))
-    return chunks, sha256_file(path)
+    return chunks, sha256_file(path), ocr_info
 
 
 def join_spans(pieces: list[tuple[int, int, str]]) -> str:
