@@ -10,6 +10,7 @@ import typer
 
 from medscribe import __version__
 from medscribe.commands import ask as ask_cmd
+from medscribe.commands import chat as chat_cmd
 from medscribe.commands import config as config_cmd
 from medscribe.commands import data as data_cmd
 from medscribe.commands import doctor as doctor_cmd
@@ -60,3 +61,4 @@ app.add_typer(sft_cmd.app, name="sft")
 app.command("data")(data_cmd.command)
 app.command("eval")(eval_cmd.command)
 app.command("serve")(serve_cmd.command)
+app.command("chat")(chat_cmd.command)

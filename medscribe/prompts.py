@@ -161,3 +161,18 @@ def build_prompt_completion(record: Any, task: str, prompt: Any, context: Sequen
         "prompt": build_messages(record, task, prompt, context),
         "completion": [{"role": "assistant", "content": render_target(record, task, prompt, context)}],
     }
+
+
+def build_chat_messages(
+    record: Any,
+    task: str,
+    prompt: Any,
+    context: Sequence[Hit] = (),
+    history: Sequence[Mapping[str, str]] = (),
+) -> list[dict[str, str]]:
+    """Multi-turn chat (`medscribe chat`): `build_messages` for the new record, with the earlier turns of the
+    conversation (user/assistant messages, oldest first, as they were sent and answered) between the few-shot
+    cases and the new user turn. No history: exactly `build_messages`, so a single turn is what sft trains on."""
+    messages = build_messages(record, task, prompt, context)
+    earlier = [{"role": str(m["role"]), "content": str(m["content"])} for m in history]
+    return [*messages[:-1], *earlier, messages[-1]]

@@ -17,7 +17,7 @@ HEAVY = ["torch", "transformers", "chromadb", "fastapi", "uvicorn", "starlette"]
 def test_help_imports_nothing_heavy():
     probe = (
         "import sys\nfrom typer.testing import CliRunner\nfrom medscribe.cli import app\n"
-        "for args in (['serve', '--help'],):\n"
+        "for args in (['serve', '--help'], ['chat', '--help']):\n"
         "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
