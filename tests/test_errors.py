@@ -53,7 +53,7 @@ def test_unexpected_failure_is_one_scrubbed_line_and_a_log(tmp_path, minilm, fai
     logs = sorted((tmp_path / "index" / "logs").glob("medscribe-index-*.log"))
     assert len(logs) == 1 and str(logs[0]) in out.replace("\n", "")
     text = logs[0].read_text(encoding="utf-8")
-    assert "Traceback" in text and "_encode_block" in text and "ValueError" in text
+    assert "Traceback" in text and "in _embed_and_write" in text and "ValueError" in text
     assert PHONE not in text and "Иванов" not in text
 
 

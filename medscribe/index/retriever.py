@@ -101,7 +101,12 @@ class Retriever:
         k: int | None = None,
         filters: Filter | list[Filter | None] | None = None,
         exclude_ids: list[set[str]] | None = None,
+        indexed_ids: list[str | None] | None = None,
     ) -> list[list[Hit]]:
+        """Top-k hits per query. `indexed_ids[i]`: the record id under which query i itself may be an indexed case
+        (sft asks for every training row, and the training rows are the corpus): its stored vector is then used
+        instead of encoding the text again. It is the same vector: same model, prefix and text (the Chroma id
+        hashes the text), so results do not change, only the encoding time goes."""
         k = self.options.k if k is None else int(k)
         if k < 0:
             raise UsageError(f"k: must be >= 0, got {k}")
@@ -112,21 +117,49 @@ class Retriever:
             return [[] for _ in queries]
         per_filter = self._per_query(filters, len(queries), "filters")
         excludes = [set(map(str, e or ())) for e in self._per_query(exclude_ids, len(queries), "exclude_ids")]
+        known = list(indexed_ids) if indexed_ids is not None else [None] * len(queries)
+        if len(known) != len(queries):
+            raise UsageError(f"indexed_ids: {len(known)} given for {len(queries)} queries")
         results: list[list[Hit]] = []
         for start in range(0, len(queries), QUERY_CHUNK):
             end = start + QUERY_CHUNK
             with failure_context(f"retrieving for queries {start + 1}-{min(end, len(queries))} of {len(queries)}"):
-                results += self._search_chunk(queries[start:end], k, per_filter[start:end], excludes[start:end])
+                vectors = self._query_vectors(queries[start:end], known[start:end])
+                results += self._search_chunk(queries[start:end], vectors, k, per_filter[start:end],
+                                              excludes[start:end])
         return results
 
     # -- steps -------------------------------------------------------------------------------------------
 
-    def _search_chunk(self, queries: list[str], k: int, per_filter: list, excludes: list[set[str]]) -> list[list[Hit]]:
+    def _query_vectors(self, queries: list[str], known: list[str | None]):
+        """Query vectors: stored ones for queries that are indexed cases (see search_many), encoded otherwise."""
+        import numpy as np
+
+        from medscribe.index.entries import entry_id
+
+        cids = {i: entry_id("case", str(rid), q) for i, (q, rid) in enumerate(zip(queries, known, strict=True)) if rid}
+        stored: dict[str, Any] = {}
+        if cids:
+            got = store.get_by_ids(self.collection, sorted(set(cids.values())), ["embeddings"])
+            stored = {cid: emb for cid, emb in zip(got["ids"], got["embeddings"], strict=True) if emb is not None}
+        todo = [i for i in range(len(queries)) if cids.get(i) not in stored]
+        encoded = self.embedder.encode_queries([queries[i] for i in todo]) if todo else None
+        if encoded is not None:
+            self._check_dimension(encoded.shape[1])
+        dimension = encoded.shape[1] if encoded is not None else len(next(iter(stored.values())))
+        vectors = np.empty((len(queries), dimension), dtype=np.float32)
+        for row, i in enumerate(todo):
+            vectors[i] = encoded[row]
+        for i, cid in cids.items():
+            if cid in stored:
+                vectors[i] = np.asarray(stored[cid], dtype=np.float32)
+        return vectors
+
+    def _search_chunk(self, queries: list[str], vectors, k: int, per_filter: list, excludes: list[set[str]]
+                      ) -> list[list[Hit]]:
         fused = bool(self.options.hybrid or self.options.rerank_model)
         n = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES) if fused else k
 
-        vectors = self.embedder.encode_queries(queries)
-        self._check_dimension(vectors.shape[1])
         candidates = self._dense(vectors, per_filter, excludes, n)
         if self.options.hybrid:
             candidates = self._hybrid(queries, vectors, candidates, per_filter, excludes, n)

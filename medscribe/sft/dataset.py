@@ -113,6 +113,7 @@ def retrieve_context(
             k=k + 2,
             filters=dict(key) or None,
             exclude_ids=[{records[i].id} for i in indices],
+            indexed_ids=[records[i].id for i in indices],  # training rows are the corpus: reuse their vectors
         )
         for i, hits in zip(indices, found, strict=True):
             own_input = normalize_text(records[i].input)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -74,3 +77,24 @@ def test_exclusions_beyond_the_overfetch_cap_still_give_k_hits(built, monkeypatc
     monkeypatch.setattr(retriever_mod, "MAX_OVERFETCH", 1)
     hits = retriever.search(query, k=2, exclude_ids=excluded)
     assert [h.id for h in hits] == ranked[-2:]
+
+
+def test_indexed_queries_reuse_their_stored_vectors(built, monkeypatch):
+    from medscribe.index import Retriever
+
+    settings, _report = built
+    retriever = Retriever.open(settings)
+    rows = [json.loads(line) for line in (Path(settings.paths.data) / "corpus.jsonl").read_text().splitlines()]
+    queries, ids = [r["text"] for r in rows], [r["id"] for r in rows]
+    expected = retriever.search_many(queries, k=2, exclude_ids=[{i} for i in ids])
+    encoded: list[str] = []
+    real = retriever.embedder.encode_queries
+    monkeypatch.setattr(retriever.embedder, "encode_queries", lambda texts, *a, **kw: (encoded.extend(texts),
+                                                                                       real(texts, *a, **kw))[1])
+    # One query is not in the index under that id (a changed text): only it is encoded.
+    queries[0] = queries[0] + " (revised)"
+    got = retriever.search_many(queries, k=2, exclude_ids=[{i} for i in ids], indexed_ids=ids)
+    assert encoded == [queries[0]]
+    assert [[h.id for h in hits] for hits in got[1:]] == [[h.id for h in hits] for hits in expected[1:]]
+    for a, b in zip(got[1:], expected[1:], strict=True):
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)

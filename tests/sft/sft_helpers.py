@@ -78,7 +78,7 @@ class FakeRetriever:
         self.corpus = {r["id"]: r for r in corpus}
         self.calls: list[dict] = []
 
-    def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+    def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
         self.calls.append({"queries": list(queries), "k": k, "filters": filters, "exclude_ids": exclude_ids})
         out = []
         for query, _excluded in zip(queries, exclude_ids or [set()] * len(queries), strict=True):

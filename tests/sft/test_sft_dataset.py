@@ -152,7 +152,7 @@ def test_own_answer_is_dropped_after_exact_match_normalization(tmp_path):
             Hit(id="kb-1", text="a document chunk", answer=None, score=0.7)]
 
     class Fixed:
-        def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+        def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
             return [list(hits) for _ in queries]
 
     examples, stats = build_examples([record], tiny_settings(tmp_path, tmp_path).prompt, Fixed(), k=3)
@@ -173,7 +173,7 @@ def test_training_context_mirrors_what_the_split_key_lets_serving_see(tmp_path):
             Hit(id="other", text="Третий очаг", answer="Другое", score=0.7)]
 
     class Fixed:
-        def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+        def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
             return [list(hits) for _ in queries]
 
     def data(group):
@@ -197,7 +197,7 @@ def test_qa_targets_cite_the_document_that_states_the_answer(tmp_path):
             Hit(id="kb-2", text="Unrelated chunk.", answer=None, score=0.8)]
 
     class Fixed:
-        def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+        def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
             return [list(hits) for _ in queries]
 
     examples, stats = build_examples([record], tiny_settings(tmp_path, tmp_path).prompt, Fixed(), k=2)
