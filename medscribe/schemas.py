@@ -29,6 +29,9 @@ class Record(BaseModel):
     has_finding: bool | None = None
     source: str | None = None
     split: str | None = None
+    # The reasoning behind the target, when the export has it (data.columns.reasoning): what a chain-of-thought
+    # prompt (prompt.variant = "cot") trains on before the answer.
+    reasoning: str | None = None
 
 
 class ReportAnswer(BaseModel):

@@ -22,7 +22,7 @@ import polars as pl
 
 from medscribe.errors import RuntimeFailure
 
-SCRUBBED_FIELDS = ("input", "target", "organ", "modality", "specialty", "source")
+SCRUBBED_FIELDS = ("input", "target", "organ", "modality", "specialty", "source", "reasoning")
 PARALLEL_MIN_TEXTS = 20_000  # distinct texts below which one process is faster than spawning more
 
 

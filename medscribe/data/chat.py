@@ -103,6 +103,10 @@ def chat_column(frame: pl.DataFrame, task: str, prompt: Any, chat_format: str) -
     # The builder drops user-template lines that end with ":"; a value with a line break or a trailing colon
     # can therefore change the layout, so such rows are rendered by the builder itself.
     special = pl.any_horizontal(pl.col(FIELDS).str.contains(r"\n|:\s*$").fill_null(False))
+    fields = list(FIELDS)
+    if "reasoning" in frame.columns:  # rows with reasoning (cot targets) are rendered by the builder itself
+        special = special | pl.col("reasoning").is_not_null()
+        fields.append("reasoning")
     frame = frame.with_row_index("_chat_order")
     simple, odd = frame.filter(~special), frame.filter(special)
     try:
@@ -115,7 +119,7 @@ def chat_column(frame: pl.DataFrame, task: str, prompt: Any, chat_format: str) -
         note = "chat field rendered row by row (placeholder rendering did not match the prompt builder)"
     parts = [fast] if fast is not None and fast.height else []
     if odd.height:
-        values = [render_row(r, task, prompt, chat_format) for r in odd.select(FIELDS).to_dicts()]
+        values = [render_row(r, task, prompt, chat_format) for r in odd.select(fields).to_dicts()]
         parts.append(odd.with_columns(pl.Series(name, values)))
     out = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
     return out.sort("_chat_order").drop("_chat_order"), note

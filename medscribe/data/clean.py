@@ -7,7 +7,8 @@
     kept, rejected = reject_empty(frame, settings.data.max_chars)  # broken / empty / too long / bad has_finding
 
 Canonical fields: `input`/`target` (from finding/conclusion for `report`, question/answer for `qa`),
-`id`, `organ`, `modality`, `specialty`, `has_finding`, `source`. Provenance: `_file`, `_folder`, `_row`.
+`id`, `organ`, `modality`, `specialty`, `has_finding`, `source`, `reasoning` (free text, scrubbed like the
+input: what a cot prompt trains on). Provenance: `_file`, `_folder`, `_row`.
 All vectorized in polars: this step must keep up with 200k-row exports.
 """
 
@@ -21,14 +22,14 @@ from medscribe.errors import UsageError
 
 TEXT_FIELDS = ("input", "target")
 META_FIELDS = ("organ", "modality", "specialty", "source")
-CANONICAL = ("id", "input", "target", "organ", "modality", "specialty", "has_finding", "source")
+CANONICAL = ("id", "input", "target", "organ", "modality", "specialty", "has_finding", "source", "reasoning")
 PROVENANCE = ("_file", "_folder", "_row")
 # Names a user may map in `data.columns`, and which canonical field each fills for each task.
 TASK_FIELDS = {
     "report": {"finding": "input", "conclusion": "target"},
     "qa": {"question": "input", "answer": "target"},
 }
-OPTIONAL = ("id", "organ", "modality", "specialty", "has_finding", "source")
+OPTIONAL = ("id", "organ", "modality", "specialty", "has_finding", "source", "reasoning")
 MAPPABLE = {"finding", "conclusion", "question", "answer", "input", "target", *OPTIONAL}
 TRUE_VALUES = {"1", "true", "yes", "y", "да", "д", "есть", "+", "t"}
 FALSE_VALUES = {"0", "false", "no", "n", "нет", "н", "-", "f"}
@@ -130,7 +131,7 @@ CONTROL_BYTES = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 def mark_control_bytes(frame: pl.DataFrame) -> pl.DataFrame:
     """`_control`: the first canonical field (input, target, ...) holding a C0 control byte, else null.
     Runs before `normalize`, which would remove them."""
-    fields = [f for f in (*TEXT_FIELDS, *META_FIELDS, "id", "has_finding") if f in frame.columns]
+    fields = [f for f in (*TEXT_FIELDS, *META_FIELDS, "id", "has_finding", "reasoning") if f in frame.columns]
     expr = pl.lit(None, dtype=pl.String)
     for field in reversed(fields):
         expr = pl.when(pl.col(field).str.contains(CONTROL_BYTES).fill_null(False)).then(pl.lit(field)).otherwise(expr)
@@ -138,11 +139,12 @@ def mark_control_bytes(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def normalize(frame: pl.DataFrame, data: Any) -> pl.DataFrame:
-    exprs = [_clean_text(pl.col(f)).alias(f) for f in (*TEXT_FIELDS, *META_FIELDS, "id")]
+    optional_text = [f for f in (*META_FIELDS, "id", "reasoning") if f in frame.columns]
+    exprs = [_clean_text(pl.col(f)).alias(f) for f in (*TEXT_FIELDS, *optional_text)]
     frame = frame.with_columns(exprs)
-    # Empty metadata means "unknown", not an empty category.
+    # Empty metadata means "unknown", not an empty category (and an empty reasoning: none).
     frame = frame.with_columns([
-        pl.when(pl.col(f) == "").then(None).otherwise(pl.col(f)).alias(f) for f in (*META_FIELDS, "id")
+        pl.when(pl.col(f) == "").then(None).otherwise(pl.col(f)).alias(f) for f in optional_text
     ])
     for field, mapping in data.value_maps.items():
         if field not in frame.columns or field in ("_file", "_folder", "_row"):
