@@ -176,3 +176,20 @@ def build_chat_messages(
     messages = build_messages(record, task, prompt, context)
     earlier = [{"role": str(m["role"]), "content": str(m["content"])} for m in history]
     return [*messages[:-1], *earlier, messages[-1]]
+
+
+DIALOGUE_SYSTEM = (
+    "You are a helpful, careful medical assistant. Continue the conversation in its language and style; "
+    "say so when you are not sure."
+)
+
+
+def build_dialogue_messages(turns: Sequence[Mapping[str, str]], prompt: Any = None,
+                            system: str | None = None) -> list[dict[str, str]]:
+    """Multi-turn samples from chat exports (data/chat_samples.py, sft): the system prompt (`system`, else
+    `DIALOGUE_SYSTEM`), then the dialogue's user/assistant turns as they are. No JSON answer format and no
+    report/qa template: the assistant turns are free text. `prompt` is accepted for symmetry with the other
+    builders (a dialogue has no variant)."""
+    text = system if system is not None and system.strip() else DIALOGUE_SYSTEM
+    return [{"role": "system", "content": text},
+            *({"role": str(t["role"]), "content": str(t["content"])} for t in turns)]

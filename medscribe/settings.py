@@ -88,6 +88,20 @@ class DocumentsSection(Section):
     pattern: str | None = None
 
 
+class ChatsSection(Section):
+    """Chat exports (Telegram JSON, WhatsApp TXT, JSONL) -> multi-turn samples (data/chats.py, data/chat_samples.py)."""
+
+    enabled: bool = False  # true: data.inputs are chat exports, and `medscribe data` builds dialogue samples
+    assistant: list[str] = Field(default_factory=list)  # author names (or Telegram from_id) that are the assistant
+    gap_minutes: float = Field(default=360, ge=0)  # a longer pause starts a new dialogue; 0 = never
+    context_tokens: int = Field(default=2048, ge=32)  # budget of one sample: system + context + answer
+    tokenizer: str | None = None  # local tokenizer folder to count tokens; None = ceil(characters / 3) + 4 per turn
+    loss: Literal["last", "all"] = "last"  # last: a sample per assistant turn; all: a sample per dialogue window
+    system: str | None = None  # system prompt of the samples; None = prompts.DIALOGUE_SYSTEM
+    date_order: Literal["auto", "dmy", "mdy"] = "auto"  # WhatsApp dates
+    test_fraction: float = Field(default=0.1, ge=0, lt=1)  # share of dialogues in test (eval: data.eval_fraction)
+
+
 class DataSection(Section):
     task: Literal["report", "qa"] = "report"
     inputs: list[str] = Field(default_factory=lambda: ["data/raw"])
@@ -118,6 +132,7 @@ class DataSection(Section):
     phi: PhiSection = Field(default_factory=PhiSection)
     ocr: OcrSection = Field(default_factory=OcrSection)
     documents: DocumentsSection = Field(default_factory=DocumentsSection)
+    chats: ChatsSection = Field(default_factory=ChatsSection)
 
 
 class PromptSection(Section):

@@ -70,6 +70,10 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
     started = time.perf_counter()
     console = console or Console(stderr=True)
     data = settings.data
+    if data.chats.enabled:  # chat exports -> multi-turn samples: their own steps (data/chat_samples.py)
+        from medscribe.data.chat_samples import run_chats
+
+        return run_chats(settings, console)
     task = data.task
     clean.check_column_settings(data)
     scans.check_document_settings(data)

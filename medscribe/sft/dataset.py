@@ -11,6 +11,11 @@ character offsets of the rendered chat template: exactly the assistant answer an
 loss, whatever the template (with or without `{% generation %}` markers), and the template's own
 scaffolding inside the assistant turn (role header, a trailing newline) does not.
 
+Multi-turn rows (`task = "dialogue"`, written by `medscribe data` from chat exports, data/chat_samples.py) are
+`DialogueRecord`s: their prompt is `prompts.build_dialogue_messages` (system + the turns before the answer), no
+retrieval; `loss = "last"` puts loss on the final assistant turn, `loss = "all"` on every assistant turn (each
+span found like the answer's, by rendering the conversation up to that turn).
+
 Training rows may carry an optional `reasoning` (kept on `TrainingRecord`): with `prompt.variant = "cot"` the
 target is `{"reasoning": ..., "result"|"answer": ...}`, and `check_reasoning` refuses rows without it (the cot
 prompt and the served schema require reasoning; a target without it would teach the model to break both).
@@ -18,16 +23,16 @@ prompt and the served schema require reasoning; a target without it would teach 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from medscribe.errors import UsageError
 from medscribe.io import read_jsonl
-from medscribe.prompts import build_prompt_completion, supporting_ids
+from medscribe.prompts import build_dialogue_messages, build_prompt_completion, supporting_ids
 from medscribe.schemas import Hit, Record
 
 IGNORE_INDEX = -100
@@ -39,7 +44,34 @@ class TrainingRecord(Record):
     reasoning: str | None = None
 
 
-def load_records(path: str | Path, required: bool = True) -> list[TrainingRecord]:
+class DialogueRecord(BaseModel):
+    """A multi-turn sample from a chat export: `turns` ends with the assistant turn trained on (`target`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    task: Literal["dialogue"]
+    input: str  # the last user turn
+    target: str  # the last assistant turn
+    turns: list[dict[str, str]]
+    loss: Literal["last", "all"] = "last"
+    system: str | None = None
+    source: str | None = None
+    split: str | None = None
+    reasoning: str | None = None
+
+    @field_validator("turns")
+    @classmethod
+    def _alternating(cls, turns: list[dict[str, str]]) -> list[dict[str, str]]:
+        roles = [t.get("role") for t in turns]
+        if len(turns) < 2 or roles[-1] != "assistant" or any(r not in ("user", "assistant") for r in roles):
+            raise ValueError("expected user/assistant turns ending with the assistant turn")
+        if any(not str(t.get("content") or "").strip() for t in turns):
+            raise ValueError("a turn has no content")
+        return turns
+
+
+def load_records(path: str | Path, required: bool = True) -> list[TrainingRecord | DialogueRecord]:
     """Records of one split file; extra columns written by `data` (messages, ...) are ignored.
 
     A missing/empty file is a UsageError when `required`, else an empty list."""
@@ -48,10 +80,13 @@ def load_records(path: str | Path, required: bool = True) -> list[TrainingRecord
         if required:
             raise UsageError(f"{path}: training set not found (run `medscribe data` first or set paths.data)")
         return []
-    records: list[TrainingRecord] = []
+    records: list[TrainingRecord | DialogueRecord] = []
     fields = set(TrainingRecord.model_fields)
     for lineno, row in enumerate(read_jsonl(path), start=1):
         try:
+            if row.get("task") == "dialogue":
+                records.append(DialogueRecord(**row))
+                continue
             records.append(TrainingRecord(**{k: v for k, v in row.items() if k in fields}))
         except ValidationError as exc:
             err = exc.errors()[0]
@@ -67,7 +102,8 @@ def check_reasoning(records: Sequence[Record], path: str | Path, prompt: Any) ->
     row without one (rows are numbered like load_records' messages) and how many lack it."""
     if getattr(prompt, "variant", None) != "cot":
         return
-    missing = [i for i, r in enumerate(records, start=1) if not str(getattr(r, "reasoning", None) or "").strip()]
+    missing = [i for i, r in enumerate(records, start=1)
+               if r.task != "dialogue" and not str(getattr(r, "reasoning", None) or "").strip()]
     if missing:
         raise UsageError(
             f"{path}: row {missing[0]}: field 'reasoning': missing ({len(missing)} of {len(records)} rows); "
@@ -137,6 +173,11 @@ def build_examples(
 ) -> tuple[list[dict], dict]:
     """Prompt/completion chat examples (TRL's conversational form) + stats about retrieval."""
     stats: dict[str, Any] = {"rows": len(records), "rag_context": retriever is not None}
+    dialogues = [r for r in records if r.task == "dialogue"]
+    if dialogues:  # multi-turn samples: no retrieval (their context is the conversation)
+        stats["dialogue_rows"] = len(dialogues)
+        stats["dialogue_loss"] = dict(sorted(Counter(r.loss for r in dialogues).items()))
+        records = [r for r in records if r.task != "dialogue"]
     contexts: list[list[Hit]] = [[] for _ in records]
     if retriever is not None and records:
         contexts, dropped = retrieve_context(records, retriever, k, filter_fields, answer_linked)
@@ -158,7 +199,16 @@ def build_examples(
         example["id"] = record.id
         example["context_ids"] = [h.id for h in hits]
         examples.append(example)
+    examples += [build_dialogue_example(r, prompt) for r in dialogues]
     return examples, stats
+
+
+def build_dialogue_example(record: DialogueRecord, prompt: Any) -> dict:
+    """Prompt/completion form of a multi-turn sample: the prompt holds the earlier turns, the completion the
+    last assistant turn; `loss = "all"` asks encode_example to label the earlier assistant turns too."""
+    messages = build_dialogue_messages(record.turns, prompt, record.system)
+    return {"prompt": messages[:-1], "completion": messages[-1:], "loss": record.loss, "id": record.id,
+            "context_ids": []}
 
 
 def render_texts(example: dict, tokenizer: Any) -> tuple[str, str]:
@@ -192,11 +242,32 @@ def answer_span(prompt_text: str, full_text: str, answer: str) -> tuple[int, int
     return start, end + len(end_of_turn)
 
 
+def earlier_answer_spans(example: dict, tokenizer: Any, full_text: str) -> list[tuple[int, int]]:
+    """Spans of the assistant turns inside the prompt (multi-turn `loss = "all"`): each rendered like the final
+    answer, from the conversation up to that turn, which the full text must start with."""
+    spans = []
+    messages = example["prompt"]
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        partial = {"prompt": messages[:i], "completion": [message]}
+        before, through = render_texts(partial, tokenizer)
+        start, end = answer_span(before, through, message["content"])
+        if not full_text.startswith(through[:end]):
+            raise UsageError(
+                "chat template renders an earlier assistant turn differently once the conversation goes on "
+                "(e.g. it strips reasoning from past turns), so its loss span cannot be found; train dialogues "
+                "with data.chats.loss = 'last' or set sft.chat_template to a standard template")
+        spans.append((start, end))
+    return spans
+
+
 def encode_example(example: dict, tokenizer: Any) -> dict:
-    """input_ids + labels (IGNORE_INDEX outside the answer span) for one prompt/completion example."""
+    """input_ids + labels (IGNORE_INDEX outside the answer spans) for one prompt/completion example."""
     prompt_text, full_text = render_texts(example, tokenizer)
     answer = example["completion"][0]["content"]
     start, end = answer_span(prompt_text, full_text, answer)
+    earlier = earlier_answer_spans(example, tokenizer, full_text) if example.get("loss") == "all" else []
     if end == start + len(answer) and tokenizer.eos_token:
         # The template closes the turn with nothing: append EOS, or the model never learns to stop.
         full_text = full_text[:end] + tokenizer.eos_token + full_text[end:]
@@ -206,8 +277,9 @@ def encode_example(example: dict, tokenizer: Any) -> dict:
             "sft needs a fast (Rust) tokenizer for exact answer-only labels; the base model has a slow one"
         )
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = [*earlier, (start, end)]
     labels = [
-        token if (tok_start < end and tok_end > start) else IGNORE_INDEX
+        token if any(tok_start < e and tok_end > s for s, e in spans) else IGNORE_INDEX
         for token, (tok_start, tok_end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
     ]
     return {"input_ids": list(enc["input_ids"]), "labels": labels}
