@@ -324,6 +324,8 @@ class ServeSection(Section):
     vllm_args: list[str] = Field(default_factory=list)
     # medscribe chat: recent turns kept within this many characters of history (oldest dropped first).
     chat_history_chars: int = Field(default=6000, ge=0)
+    # The eval folder (output of `medscribe eval`) the web page at / compares; None = comparison view off.
+    eval_dir: str | None = None
 
 
 class Settings(BaseSettings):

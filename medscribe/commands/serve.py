@@ -24,6 +24,7 @@ def command(
     max_queue: int | None = typer.Option(None, "--max-queue", min=1, help="Admitted requests; more get 503."),
     no_cache: bool = typer.Option(False, "--no-cache", help="No response cache."),
     log_text: bool = typer.Option(False, "--log-text", help="Also log PHI-scrubbed request/answer text."),
+    eval_dir: str | None = typer.Option(None, "--eval", help="An eval folder for the web page's comparison view."),
     dry_run: bool = typer.Option(False, "--dry-run", help="--engine vllm: print the vllm command and exit."),
 ) -> None:
     """Serve the base model, the tuned adapter and medscribe-rag (the whole RAG answer path) over HTTP."""
@@ -34,7 +35,8 @@ def command(
         raise UsageError("serve: --adapter and --no-adapter exclude each other")
     serve_flags = {"host": host, "port": port, "engine": engine, "model": model, "adapter": adapter,
                    "max_batch": max_batch, "batch_wait_ms": batch_wait_ms, "max_queue": max_queue,
-                   "cache": False if no_cache else None, "log_text": True if log_text else None}
+                   "cache": False if no_cache else None, "log_text": True if log_text else None,
+                   "eval_dir": eval_dir}
     settings = load_settings(ctx, {"serve": serve_flags, "ask": {"k": k, "device": device}})
     if no_adapter:
         settings.serve.adapter = None
@@ -51,7 +53,7 @@ def command(
     from medscribe.serve import serve
 
     def ready(h: str, p: int) -> None:
-        err_console.print(f"medscribe serve: http://{h}:{p}/v1 (models: GET /v1/models, metrics: /metrics)",
+        err_console.print(f"medscribe serve: http://{h}:{p}/v1 (web page: http://{h}:{p}/, metrics: /metrics)",
                           highlight=False)
 
     serve(settings, on_ready=ready)

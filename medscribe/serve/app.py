@@ -4,7 +4,8 @@
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Endpoints: POST /v1/chat/completions (plain, and `stream: true` as server-sent events in OpenAI's chunk format),
-GET /v1/models, GET /health (no key needed), GET /metrics (Prometheus text).
+GET /v1/models, GET /health (no key needed), GET /metrics (Prometheus text), GET / (the web page: medscribe/serve/
+web.py) and GET /ui/comparison (the eval folder it shows).
 
 Faults answer with OpenAI's error shape and the request id, and the server goes on: malformed JSON 400, bad key
 401, unknown model 404, oversize 413, a request that violates the request schema (or an unusable
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -162,6 +163,30 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
             raise ApiError(422, f"the model's answer did not match response_format after {attempts} attempt(s): "
                            f"{problem}", "response_format_unsatisfied")
         return answer
+
+    @app.get("/")
+    async def index() -> HTMLResponse:
+        from medscribe.serve.web import page
+
+        return HTMLResponse(page())  # static: the data it shows comes from the key-checked endpoints
+
+    @app.get("/ui/comparison")
+    async def comparison(request: Request) -> Response:
+        rid = new_id()
+        try:
+            check_key(request)
+            if not serve.eval_dir:
+                raise ApiError(404, "no eval folder: start medscribe serve with --eval DIR (serve.eval_dir)",
+                               "no_eval_dir")
+            from medscribe.errors import UsageError
+            from medscribe.serve.web import load_comparison
+
+            try:
+                return JSONResponse(await run_in_threadpool(load_comparison, serve.eval_dir))
+            except UsageError as exc:
+                raise ApiError(404, str(exc), "no_eval_dir") from None
+        except ApiError as exc:
+            return error_response(exc, rid)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
