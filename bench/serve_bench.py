@@ -99,7 +99,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "MEDSCRIBE_PATHS__DATA": f"{tmp}/data", "MEDSCRIBE_PATHS__INDEX": f"{tmp}/index",
-               "MEDSCRIBE_PATHS__ARTIFACTS": tmp, "MEDSCRIBE_SERVE__SCHEMA_RETRIES": "0"}
+               "MEDSCRIBE_PATHS__ARTIFACTS": tmp, "MEDSCRIBE_SERVE__SCHEMA_RETRIES": "0", "COLUMNS": "240"}
         for stage in ("data", "index"):
             subprocess.run([*CLI, stage], cwd=ROOT, env=env, check=True, capture_output=True)
         findings = [json.loads(line) for line in Path(f"{tmp}/data/test.jsonl").read_text("utf-8").splitlines()][:8]
@@ -107,7 +107,9 @@ def main() -> int:
         serve = [*CLI, "serve", "--port", str(port), "--max-batch", str(args.max_batch), "--batch-wait-ms", "10",
                  "--max-queue", "256", "--device", "cpu"]
         serve += ["--adapter", args.adapter] if args.adapter else ["--no-adapter"]
-        server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log_path = Path(tmp) / "serve.log"  # a file, not a pipe: a full pipe would stall the server
+        log = open(log_path, "w", encoding="utf-8")
+        server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -116,7 +118,7 @@ def main() -> int:
                         break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        print("serve_bench: the server did not start:", server.stderr.read().decode()[-1000:])
+                        print("serve_bench: the server did not start:", log_path.read_text("utf-8")[-1000:])
                         return 1
                     time.sleep(0.5)
             return asyncio.run(measure(AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none",
@@ -124,6 +126,10 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
+            log.close()
+            lines = log_path.read_text("utf-8").splitlines()
+            print(f"server log: {sum('status=200' in line for line in lines)} request lines with status 200, "
+                  f"{sum('status=5' in line for line in lines)} with 5xx")
 
 
 async def measure(client, findings: list[dict], args) -> int:
