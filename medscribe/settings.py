@@ -221,6 +221,9 @@ class SftSection(Section):
     early_stopping_threshold: float = Field(default=0.0, ge=0)
     seed: int = 42
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    # hf backend on CPU: bf16 where native, no 4-bit/checkpointing where RAM allows, padding-free per-row
+    # attention, LM head on labelled tokens only (sft/cpu_fast.py). "auto": on for hf on CPU; false: plain TRL.
+    cpu_fast: Literal["auto"] | bool = "auto"
     rag_context: bool = False
     # Retrieved cases per training prompt; None = what serving shows (ask.k, else index.k).
     rag_k: int | None = Field(default=None, ge=1)

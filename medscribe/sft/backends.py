@@ -9,7 +9,9 @@ Backends:
   runs on CPU for tiny models). `import unsloth` must happen before trl/transformers/peft in the process.
 - `hf`: transformers + PEFT; 4-bit nf4 through bitsandbytes (`prepare_model_for_kbit_training`) when
   bitsandbytes works on this machine, plain LoRA otherwise (printed + recorded, never silent). Runs under
-  `accelerate launch` / `torchrun` (DDP) on several GPUs.
+  `accelerate launch` / `torchrun` (DDP) on several GPUs. On CPU it takes the fast path of cpu_fast.py
+  (`sft.cpu_fast`): bf16 where the CPU has native bf16, no 4-bit/checkpointing where RAM is plentiful,
+  padding-free per-row attention, LM head only at labelled positions. Nothing of it applies on CUDA.
 `auto` picks unsloth when a CUDA GPU is present and unsloth is installed, else hf.
 """
 
@@ -35,6 +37,7 @@ class Setup:
     quantization: str  # nf4 | none
     world_size: int = 1
     notes: list[str] = field(default_factory=list)
+    cpu_fast: dict[str, Any] = field(default_factory=dict)  # cpu_fast.CpuFast.as_dict(); {"enabled": False, ...}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,9 +106,18 @@ def choose_setup(sft: Any) -> Setup:
                 "`accelerate launch` or `torchrun`"
             )
     precision = choose_precision(sft.precision, cuda)
-    notes: list[str] = []
+    from medscribe.sft.cpu_fast import plan_cpu_fast
+
+    # The model folder only matters for the CPU fast path's memory check (nothing changes for CUDA users).
+    fast = plan_cpu_fast(sft, device, backend, _model_path_or_none(sft.base_model) if not cuda else None, ws)
+    notes: list[str] = list(fast.notes)
+    if fast.enabled:
+        precision = "bf16" if fast.bf16 else "fp32"
+        parts = [("bf16 autocast, fp32 LoRA" if fast.bf16 else "fp32"), "padding-free",
+                 "LM head on labelled tokens", f"{fast.threads} threads"]
+        reason += f"; cpu fast path: {', '.join(parts)}"
     quantization = "none"
-    if sft.load_in_4bit:
+    if sft.load_in_4bit and not fast.skip_4bit:
         if backend == "unsloth":
             quantization = "nf4"
         else:
@@ -114,7 +126,14 @@ def choose_setup(sft: Any) -> Setup:
                 quantization = "nf4"
             else:
                 notes.append(f"4-bit requested but {why}: training plain LoRA on {precision} weights")
-    return Setup(backend, reason, device, precision, quantization, ws, notes)
+    return Setup(backend, reason, device, precision, quantization, ws, notes, fast.as_dict())
+
+
+def _model_path_or_none(name: str) -> str | None:
+    try:
+        return resolve_base_model(name)
+    except UsageError:
+        return None  # reported with its own message when the model is loaded
 
 
 def torch_dtype(precision: str):
@@ -203,7 +222,13 @@ def _load_hf(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:
 
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(model_path), sft.chat_template)
     dtype = torch_dtype(setup.precision)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    # CPU fast path in bf16: load fp32, add LoRA, then cast the frozen weights (fp32 LoRA init, bf16 base).
+    fast_bf16 = bool(setup.cpu_fast.get("enabled") and setup.precision == "bf16")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype("fp32") if fast_bf16 else dtype}
+    if setup.cpu_fast.get("padding_free"):
+        from medscribe.sft.cpu_fast import register_varlen_attention
+
+        kwargs["attn_implementation"] = register_varlen_attention()
     if setup.device == "cuda":
         # One full copy per DDP process, each on its own GPU.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
@@ -226,7 +251,12 @@ def _load_hf(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora), tokenizer
+    model = get_peft_model(model, lora)
+    if fast_bf16:
+        from medscribe.sft.cpu_fast import cast_frozen_to_bf16
+
+        cast_frozen_to_bf16(model)
+    return model, tokenizer
 
 
 def _load_unsloth(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:

@@ -95,3 +95,98 @@ class RichProgressCallback(TrainerCallback):
         if self.last["eval_loss"] is not None:
             parts.append(f"eval {self.last['eval_loss']:.4f}")
         return " ".join(parts) or "training"
+
+
+class SpeedCallback(TrainerCallback):
+    """Training speed as a user needs it to judge the budget: real (unpadded) tokens/s, examples/s, seconds per
+    optimizer step and the estimated time of one epoch.
+
+    Each optimizer step is timed from `on_step_begin` to `on_step_end` (forward, backward, optimizer; evaluation,
+    checkpointing and logging are not in it). The first step is warm-up and left out when later steps exist.
+    Tokens come from `token_counter` (TRL's running count of real tokens) when set, else from the mean row length.
+    After `report_after` timed steps one line is printed; `summary()` gives the figures for the manifest."""
+
+    def __init__(self, console: Any = None, examples: int = 0, tokens: int = 0, report_after: int = 3):
+        self.console = console
+        self.examples, self.tokens = examples, tokens
+        self.report_after = report_after
+        self.token_counter = None
+        self.steps: list[tuple[float, float | None]] = []  # (seconds, real tokens) per optimizer step
+        self.examples_per_step = 0
+        self.steps_per_epoch = 0
+        self._start = None
+        self._tokens_at_start = None
+        self.reported = False
+
+    def _count(self) -> float | None:
+        value = self.token_counter() if self.token_counter is not None else None
+        return float(value) if value is not None else None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import math
+
+        world = max(getattr(args, "world_size", 1) or 1, 1)
+        self.examples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+        self.steps_per_epoch = math.ceil(self.examples / self.examples_per_step) if self.examples else 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import time
+
+        self._start = time.perf_counter()
+        self._tokens_at_start = self._count()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        if self._start is None:
+            return
+        seconds = time.perf_counter() - self._start
+        now = self._count()
+        tokens = now - self._tokens_at_start if now is not None and self._tokens_at_start is not None else None
+        self.steps.append((seconds, tokens))
+        self._start = None
+        if not self.reported and len(self.steps) >= self.report_after + 1 and state.is_world_process_zero:
+            self.reported = True
+            if self.console is not None:
+                s = self.summary()
+                self.console.print(
+                    f"[bold]speed[/bold] after {s['steps_timed']} steps: {s['tokens_per_s']:.0f} tokens/s · "
+                    f"{s['examples_per_s']:.2f} examples/s · {s['seconds_per_step']:.2f} s/step · "
+                    f"one epoch ({self.examples} rows) ≈ {format_duration(s['epoch_seconds_estimate'])} "
+                    "(without evaluations)",
+                    highlight=False,
+                )
+
+    def summary(self) -> dict[str, Any]:
+        """The figures over the timed steps (all steps but the first, when there are several)."""
+        timed = self.steps[1:] if len(self.steps) > 1 else self.steps
+        if not timed:
+            return {"steps_timed": 0}
+        seconds = sum(s for s, _ in timed)
+        measured = all(t is not None for _, t in timed)
+        if measured:
+            tokens = sum(t for _, t in timed)
+        else:
+            tokens = len(timed) * self.examples_per_step * (self.tokens / max(self.examples, 1))
+        s_per_step = seconds / len(timed)
+        return {
+            "steps_timed": len(timed),
+            "warmup_steps_excluded": len(self.steps) - len(timed),
+            "seconds_per_step": round(s_per_step, 4),
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "tokens_source": "counted (real tokens, no padding)" if measured else "estimated (mean row length)",
+            "examples_per_s": round(len(timed) * self.examples_per_step / seconds, 3) if seconds > 0 else None,
+            "examples_per_step": self.examples_per_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch_seconds_estimate": round(self.steps_per_epoch * s_per_step, 1),
+        }
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

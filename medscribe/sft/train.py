@@ -175,6 +175,8 @@ def run_sft(
     except Exception as exc:
         _raise_friendly(exc, sft)
     manifest["train_seconds"] = round(time.perf_counter() - started, 2)
+    speed = getattr(trainer, "medscribe_speed", None)  # tokens/s, examples/s, epoch estimate (callbacks.py)
+    manifest["speed"] = speed.summary() if speed is not None else {}
 
     state = trainer.state
     early = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "EarlyStoppingCallback"]

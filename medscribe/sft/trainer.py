@@ -25,8 +25,13 @@ def build_trainer(
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from medscribe.sft.callbacks import HistoryCallback, RichProgressCallback
+    from medscribe.sft.callbacks import HistoryCallback, RichProgressCallback, SpeedCallback
 
+    fast = getattr(setup, "cpu_fast", {}) or {}
+    if fast.get("enabled"):
+        from medscribe.sft.cpu_fast import apply_runtime
+
+        apply_runtime(fast, model)
     use_eval = bool(eval_rows)
     early_stopping = use_eval and bool(sft.early_stopping_patience)
     report_to = [] if sft.report_to == "none" else [sft.report_to]
@@ -52,9 +57,13 @@ def build_trainer(
         per_device_train_batch_size=sft.batch_size,
         per_device_eval_batch_size=sft.batch_size,
         gradient_accumulation_steps=sft.grad_accum,
-        **_checkpointing_args(sft.gradient_checkpointing and setup.backend == "hf", SFTConfig),
-        max_length=sft.max_seq_length,
+        **_checkpointing_args(
+            sft.gradient_checkpointing and setup.backend == "hf" and not fast.get("skip_checkpointing"), SFTConfig
+        ),
+        # Rows are already filtered to max_seq_length (dataset.py); padding-free without packing needs None here.
+        max_length=None if fast.get("padding_free") and not sft.packing else sft.max_seq_length,
         packing=sft.packing,
+        padding_free=bool(fast.get("padding_free")),
         eval_packing=False,
         eval_strategy="steps" if use_eval else "no",
         eval_steps=sft.eval_steps,
@@ -76,13 +85,16 @@ def build_trainer(
         dataset_num_proc=None,
         ddp_find_unused_parameters=False if setup.world_size > 1 else None,
     )
-    callbacks: list[Any] = [RichProgressCallback(console), HistoryCallback(run_dir / "history.json")]
+    speed = SpeedCallback(console, examples=len(train_rows), tokens=sum(len(r["input_ids"]) for r in train_rows))
+    callbacks: list[Any] = [RichProgressCallback(console), HistoryCallback(run_dir / "history.json"), speed]
     if early_stopping:
         callbacks.append(EarlyStoppingCallback(
             early_stopping_patience=sft.early_stopping_patience,
             early_stopping_threshold=sft.early_stopping_threshold,
         ))
-    trainer = SFTTrainer(
+    trainer_cls = _cpu_fast_trainer(SFTTrainer, bf16=setup.precision == "bf16") if fast.get("label_only_head") \
+        else SFTTrainer
+    trainer = trainer_cls(
         model=model,
         args=config,
         train_dataset=Dataset.from_list(train_rows),
@@ -92,7 +104,61 @@ def build_trainer(
     )
     # disable_tqdm makes the Trainer print raw log dicts instead; the rich bar and history.json cover them.
     trainer.remove_callback(PrinterCallback)
+    speed.token_counter = lambda: getattr(trainer, "_total_train_tokens", None)  # TRL's count of real tokens
+    trainer.medscribe_speed = speed
     return trainer
+
+
+def _speed_rows(speed: dict) -> list[tuple[str, str]]:
+    """Speed figures of the summary table (callbacks.SpeedCallback.summary), or nothing when no step was timed."""
+    if not speed.get("steps_timed"):
+        return []
+    from medscribe.sft.callbacks import format_duration
+
+    return [
+        ("speed", f"{speed['tokens_per_s']:.0f} tokens/s · {speed['examples_per_s']:.2f} examples/s · "
+                  f"{speed['seconds_per_step']:.2f} s/step ({speed['steps_timed']} steps timed)"),
+        ("estimated epoch", f"{format_duration(speed['epoch_seconds_estimate'])} ({speed['steps_per_epoch']} steps, "
+                            "without evaluations)"),
+    ]
+
+
+def _cpu_fast_trainer(base: Any, bf16: bool) -> Any:
+    """SFTTrainer whose loss applies the LM head only at labelled positions (cpu_fast.label_position_loss).
+
+    It logs what TRL's own compute_loss logs (entropy, mean_token_accuracy, num_tokens), so curves and the
+    bench compare like with like. Calls that want the logits (return_outputs) take TRL's path."""
+    import torch
+
+    from medscribe.sft.cpu_fast import label_position_loss
+
+    class CpuFastSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            # accelerate autocasts the wrapped forward already; this makes eval and unwrapped calls agree.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, stats = label_position_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            metrics = getattr(self, "_metrics", None)
+            if metrics is not None:
+                gather = self.accelerator.gather_for_metrics
+                n = gather(torch.as_tensor(stats["label_tokens"], device=loss.device)).sum()
+                ent, ok = gather(stats["entropy_sum"].detach()).sum(), gather(stats["correct"]).sum()
+                metrics[mode]["entropy"].append((ent / n).item() if n > 0 else 0.0)
+                metrics[mode]["mean_token_accuracy"].append((ok / n).item() if n > 0 else 0.0)
+                if mode == "train":
+                    if "attention_mask" in inputs:
+                        local = inputs["attention_mask"].sum()
+                    else:  # padding-free: one row of real tokens
+                        local = torch.as_tensor(inputs["position_ids"].size(1), device=loss.device)
+                    self._total_train_tokens += gather(local).sum().item()
+                metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    return CpuFastSFTTrainer
 
 
 def _config(config_cls: Any, **kwargs: Any) -> Any:
@@ -136,6 +202,7 @@ def summary_table(manifest: dict) -> Any:
         ("final train loss", fmt(result.get("final_train_loss"))),
         ("best eval loss", fmt(result.get("best_eval_loss"))),
         ("train time (s)", fmt(manifest.get("train_seconds"))),
+        *_speed_rows(manifest.get("speed") or {}),
         ("adapter", manifest.get("adapter", "")),
     ]
     if manifest.get("merged"):

@@ -28,12 +28,16 @@ def test_hf_train_writes_adapter_history_config_and_merges(tiny_model_dir, tmp_p
     config = write_config(tmp_path, tiny_model_dir, report_to="tensorboard", max_steps=3)
     result = invoke(config, "--merge")
     assert result.exit_code == 0, result.output
-    assert "backend hf" in result.output and "dtype fp32" in result.output and "quantization none" in result.output
+    # On CPU the hf backend takes the fast path (tests/sft/test_sft_cpu_fast.py): bf16 where the CPU has it.
+    from medscribe.sft.cpu_fast import native_bf16
+
+    dtype = "bf16" if native_bf16()[0] else "fp32"
+    assert "backend hf" in result.output and f"dtype {dtype}" in result.output and "quantization none" in result.output
     run = tmp_path / "sft" / "t"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json"):
         assert (run / "adapter" / name).is_file(), name
     m = manifest(tmp_path)
-    assert m["setup"]["backend"] == "hf" and m["setup"]["precision"] == "fp32"
+    assert m["setup"]["backend"] == "hf" and m["setup"]["precision"] == dtype and m["setup"]["cpu_fast"]["enabled"]
     assert m["setup"]["quantization"] == "none"
     assert m["result"]["global_step"] == 3 and not m["result"]["stopped_early"]
     assert m["versions"]["trl"] and m["versions"]["peft"] and m["settings"]["sft"]["lora_r"] == 4
@@ -65,7 +69,8 @@ def test_hf_train_writes_adapter_history_config_and_merges(tiny_model_dir, tmp_p
 
 def test_hf_4bit_qlora(tiny_model_dir, tmp_path):
     write_data(tmp_path, n_eval=0)
-    result = invoke(write_config(tmp_path, tiny_model_dir, load_in_4bit=True))
+    # cpu_fast = false: the CPU fast path would skip 4-bit (the model fits in RAM); this is QLoRA as a GPU user has it.
+    result = invoke(write_config(tmp_path, tiny_model_dir, load_in_4bit=True, cpu_fast=False))
     assert result.exit_code == 0, result.output
     assert "quantization nf4" in result.output and "no eval rows" in result.output
     m = manifest(tmp_path)

@@ -1,0 +1,271 @@
+"""The CPU fast path of the `hf` backend: what makes LoRA training on a CPU several times faster than plain TRL.
+
+    from medscribe.sft.cpu_fast import plan_cpu_fast
+    plan = plan_cpu_fast(sft, device="cpu", model_path=path)    # CpuFast(enabled, bf16, ...), reasons included
+    apply_runtime(plan.as_dict(), model)                         # threads, denormals, LoRA input casts
+
+What it does (each part measured in bench/sft_bench.py, see docs/sft.md):
+- bf16 compute where the CPU has native bf16 matmuls (AVX512-BF16 or AMX, checked on the spot, plus a small
+  numeric self-check): the frozen base weights are loaded in bf16 (no fp32 -> bf16 cast of every weight on every
+  matmul), the LoRA weights stay fp32 (PEFT's autocast_adapter_dtype) and run under bf16 autocast, so the
+  optimizer updates fp32 master weights.
+- no 4-bit and no activation checkpointing when the model and its activations fit easily in RAM: dequantizing nf4
+  on every matmul and recomputing the forward cost time and save memory nobody needs.
+- logits and loss only at positions that carry a label (`logits_to_keep` with a boolean mask): the answer is
+  ~15 % of the tokens, and the 49k-wide LM head plus its softmax is a large part of a small model's step.
+- padding-free batches: the rows of a batch are concatenated into one row with per-row position ids; attention
+  runs per row (`varlen_sdpa`: one causal SDPA call per row on the cumulative lengths TRL's collator passes),
+  so no token attends across rows and nothing is computed on padding.
+- all the cores this process may use (`os.sched_getaffinity`) as torch threads.
+`sft.cpu_fast = "auto"` turns it on for the hf backend on CPU; `true` forces it there; `false` is plain TRL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+VARLEN_ATTENTION = "medscribe_varlen_sdpa"
+
+
+@dataclass
+class CpuFast:
+    enabled: bool
+    reason: str
+    bf16: bool = False
+    label_only_head: bool = False
+    padding_free: bool = False
+    threads: int = 0
+    flush_denormal: bool = False
+    skip_4bit: bool = False
+    skip_checkpointing: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def native_bf16() -> tuple[bool, str]:
+    """Whether bf16 matmuls run natively here (AVX512-BF16 or AMX) and give correct results.
+
+    Without native support oneDNN emulates bf16, which is slower than fp32. The self-check compares a bf16 matmul
+    with fp32: a broken kernel (an AMX build crashed on these machines in llama.cpp) must not train garbage."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    amx = bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    avx512_bf16 = bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    if not (amx or avx512_bf16):
+        return False, "no AVX512-BF16/AMX on this CPU (bf16 would be emulated, slower than fp32)"
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 256, generator=gen), torch.randn(256, 96, generator=gen)
+    err = ((a.bfloat16() @ b.bfloat16()).float() - a @ b).abs().max().item()
+    if not err < 0.05 * (a @ b).abs().max().item():
+        return False, f"bf16 matmul self-check failed (max error {err:.3g})"
+    return True, "AMX" if amx else "AVX512-BF16"
+
+
+def fits_in_ram(model_path: str, sft: Any) -> tuple[bool, str]:
+    """Whether bf16/fp32 weights plus the activations of one batch use well under half of the available RAM.
+
+    The activation estimate (per token and layer ~16 hidden-sized and ~6 intermediate-sized tensors, fp32) is
+    deliberately pessimistic: the point is to skip 4-bit and checkpointing only where memory is plentiful."""
+    path = Path(model_path)
+    files = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
+    weights = sum(p.stat().st_size for p in files)
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        cfg = cfg.get("text_config", cfg)
+        per_token = cfg["num_hidden_layers"] * (16 * cfg["hidden_size"] + 6 * cfg["intermediate_size"]) * 4
+    except (OSError, KeyError, ValueError):
+        return False, "cannot read the model's config.json sizes"
+    need = 2 * weights + sft.batch_size * sft.max_seq_length * per_token
+    avail = available_ram()
+    if avail is None:
+        return False, "available RAM unknown"
+    ok = need < avail / 2
+    return ok, f"needs ~{need / 2**30:.1f} GiB of {avail / 2**30:.1f} GiB available"
+
+
+def available_ram() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def plan_cpu_fast(sft: Any, device: str, backend: str, model_path: str | None, world_size: int = 1) -> CpuFast:
+    """What the fast path does for this run; every decision comes with its reason (printed, in the manifest)."""
+    mode = sft.cpu_fast
+    if backend != "hf" or device != "cpu":
+        only = " (sft.cpu_fast = true applies to hf on CPU only)" if mode is True else ""
+        return CpuFast(False, f"off: {backend} backend on {device}{only}")
+    if mode is False:
+        return CpuFast(False, "off: sft.cpu_fast = false (plain TRL)")
+    plan = CpuFast(True, "auto: hf backend on CPU" if mode == "auto" else "sft.cpu_fast = true")
+    plan.threads = usable_cores()
+    import torch
+
+    # Probed with the default (off): True where the CPU can flush (x86 SSE3); apply_runtime turns it on.
+    plan.flush_denormal = bool(torch.set_flush_denormal(False))
+    ok, why = native_bf16() if sft.precision in ("auto", "bf16") else (False, "")
+    if sft.precision == "bf16":
+        plan.bf16 = True  # as set, even where it is emulated
+        if not ok:
+            plan.notes.append(f"cpu_fast: sft.precision = 'bf16' although {why}")
+    elif sft.precision == "auto":
+        plan.bf16 = ok
+        if not ok:
+            plan.notes.append(f"cpu_fast: training in fp32: {why}")
+    plan.padding_free = True
+    plan.label_only_head = True
+    if model_path is not None and (sft.load_in_4bit or sft.gradient_checkpointing):
+        ok, why = fits_in_ram(model_path, sft)
+        if ok:
+            plan.skip_4bit = bool(sft.load_in_4bit)
+            plan.skip_checkpointing = bool(sft.gradient_checkpointing)
+            skipped = " and ".join(x for x, on in (("4-bit", plan.skip_4bit), ("activation checkpointing",
+                                                                                  plan.skip_checkpointing)) if on)
+            plan.notes.append(f"cpu_fast: {skipped} off, the model fits in RAM ({why}); "
+                              "sft.cpu_fast = false keeps them")
+        else:
+            plan.notes.append(f"cpu_fast: keeping 4-bit/activation checkpointing as set ({why})")
+    return plan
+
+
+def apply_runtime(plan: dict, model: Any) -> None:
+    """Process and model settings of the fast path, applied once before training.
+
+    - torch threads = the cores this process may use.
+    - flush denormals to zero: LoRA B starts at zero, so the first gradients and Adam's second moments are tiny
+      and fp32 arithmetic on denormal numbers is ~100x slower on x86 (one AdamW step over the 4.9M LoRA
+      parameters of SmolLM2 took 2.8 s instead of ~10 ms). bf16 has no denormals worth keeping either.
+    - under bf16 autocast, PEFT's cast of every LoRA input to the fp32 adapter dtype is a full copy of the
+      activations per LoRA layer and direction; autocast runs the LoRA matmuls in bf16 anyway (the fp32 weights
+      stay the optimizer's master copy)."""
+    import torch
+
+    if not plan.get("enabled"):
+        return
+    if plan.get("threads") and torch.get_num_threads() != plan["threads"]:
+        torch.set_num_threads(plan["threads"])
+    if plan.get("flush_denormal"):
+        torch.set_flush_denormal(True)
+    if plan.get("bf16"):
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+        head = model.get_output_embeddings()
+        if head is not None and not getattr(head, "_medscribe_fp32", False):
+            head.forward = _fp32_linear(head)
+            head._medscribe_fp32 = True
+
+
+def _fp32_linear(head: Any):
+    """The LM head in fp32 outside autocast: it runs on the labelled positions only (~15 % of the tokens), and
+    bf16 logits (3 significant digits) would shift the loss by a few percent at the small losses of a tuned
+    model."""
+    import torch
+
+    def forward(hidden):
+        with torch.autocast("cpu", enabled=False):
+            bias = head.bias.float() if head.bias is not None else None
+            return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+
+    return forward
+
+
+def cast_frozen_to_bf16(model: Any) -> int:
+    """Cast the frozen (base) weights to bf16 after PEFT created the adapter on fp32 weights, so the LoRA
+    weights start exactly as they would in fp32 (PEFT initialises them in the base weights' dtype). Returns the
+    number of parameters cast."""
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)
+            cast += param.numel()
+    return cast
+
+
+def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
+                **kwargs):
+    """SDPA that, on a padding-free batch (one row, `cu_seq_lens_q` from TRL's collator), attends within each
+    original row only: one causal SDPA call per row. Anything else (padded eval batches, generation) goes to
+    transformers' own SDPA unchanged.
+
+    Transformers' SDPA would instead build a block-diagonal mask over the whole concatenated row and compute every
+    block of it (for 8 rows of ~300 tokens, ~8x the attention FLOPs of the rows alone)."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or query.shape[2] != int(cu[-1]):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    # Measured on 8 rows of ~330 tokens (fwd+bwd, bf16, 2 cores): slicing q[:, :, s:e] 0.98 s per layer (each
+    # slice's backward zero-fills a full-size gradient), split 0.20 s; SDPA's enable_gqa instead of repeat_kv 0.63 s.
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    lengths = cu.diff().tolist()
+    parts = [
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True)
+    ]
+    out = torch.cat(parts, dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_varlen_attention() -> str:
+    """Register `varlen_sdpa` under VARLEN_ATTENTION (masks as for sdpa) and return the name for from_pretrained."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, sdpa_mask)
+    return VARLEN_ATTENTION
+
+
+def label_position_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> tuple[Any, dict]:
+    """(loss, stats) with the LM head applied only where the next token carries a label.
+
+    `logits_to_keep` takes a boolean (batch, seq) mask in transformers 5 and returns the kept rows flattened, so
+    padded and padding-free batches both work. The loss is the same token-level mean TRL computes: the sum of the
+    answer tokens' negative log-likelihoods over `num_items_in_batch` (all answer tokens of the accumulated
+    batch), or over this batch's answer tokens."""
+    import torch
+
+    labels = inputs["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    targets = labels[:, 1:][keep[:, :-1]]
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
+    logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
+    total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+    loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+    with torch.no_grad():
+        logp = torch.log_softmax(logits, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1).sum()
+        correct = (logits.argmax(-1) == targets).sum()
+    return loss, {"label_tokens": targets.numel(), "entropy_sum": entropy, "correct": correct}

@@ -1,0 +1,203 @@
+"""The CPU fast path of the hf backend (medscribe/sft/cpu_fast.py) on the tiny model: chosen on CPU and recorded,
+bf16 compute with fp32 LoRA weights, answer-only loss on labelled positions, padding-free batches without
+cross-row attention, the same loss as plain TRL, speed figures in the manifest; CUDA users get nothing of it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from sft_helpers import tiny_settings, write_config, write_data
+from typer.testing import CliRunner
+
+from medscribe.cli import app
+from medscribe.sft.cpu_fast import native_bf16
+
+BF16 = native_bf16()[0]
+
+
+def manifest(tmp_path, run="t"):
+    return json.loads((tmp_path / "sft" / run / "training_config.json").read_text(encoding="utf-8"))
+
+
+def test_fast_path_chosen_on_cpu_recorded_with_speed_figures(tiny_model_dir, tmp_path):
+    write_data(tmp_path)
+    # The demo settings ask for 4-bit and checkpointing; on CPU with plenty of RAM the fast path drops both.
+    config = write_config(tmp_path, tiny_model_dir, load_in_4bit=True, gradient_checkpointing=True, max_steps=4)
+    result = CliRunner().invoke(app, ["--config", str(config), "sft"])
+    assert result.exit_code == 0, result.output
+    assert "cpu fast path" in result.output and "4-bit and activation checkpointing off" in result.output
+    m = manifest(tmp_path)
+    fast = m["setup"]["cpu_fast"]
+    assert fast["enabled"] and fast["padding_free"] and fast["label_only_head"] and fast["threads"] >= 1
+    assert fast["skip_4bit"] and fast["skip_checkpointing"] and fast["bf16"] == BF16
+    assert m["setup"]["quantization"] == "none" and m["model"]["linear_4bit_layers"] == 0
+    assert m["setup"]["precision"] == ("bf16" if BF16 else "fp32")
+    speed = m["speed"]
+    # 4 steps, the first excluded as warm-up; 8 rows at batch 2 = 4 steps per epoch.
+    assert speed["steps_timed"] == 3 and speed["warmup_steps_excluded"] == 1
+    assert speed["tokens_per_s"] > 0 and speed["examples_per_s"] > 0 and speed["examples_per_step"] == 2
+    assert speed["tokens_source"].startswith("counted")
+    assert speed["steps_per_epoch"] == 4
+    assert speed["epoch_seconds_estimate"] == pytest.approx(4 * speed["seconds_per_step"], abs=0.1)
+    assert "estimated epoch" in result.output and "tokens/s" in result.output
+    assert "speed after 3 steps" in result.output  # the early line, printed while training
+
+
+def test_cpu_fast_false_is_plain_trl_and_cuda_gets_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    from medscribe.sft import backends
+
+    settings = tiny_settings(tmp_path, tiny_model_dir, cpu_fast=False, load_in_4bit=True)
+    setup = backends.choose_setup(settings.sft)
+    assert not setup.cpu_fast["enabled"] and setup.quantization == "nf4" and setup.precision == "fp32"
+    # On a CUDA machine: unsloth (or hf) exactly as before, whatever sft.cpu_fast says.
+    monkeypatch.setattr(backends, "cuda_available", lambda: True)
+    monkeypatch.setattr(backends, "unsloth_installed", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for mode in ("auto", True):
+        gpu = tiny_settings(tmp_path, tiny_model_dir, backend="auto", cpu_fast=mode, load_in_4bit=True).sft
+        setup = backends.choose_setup(gpu)
+        assert setup.backend == "unsloth" and setup.quantization == "nf4" and setup.precision == "bf16"
+        assert not setup.cpu_fast["enabled"] and "cpu fast" not in setup.reason and not setup.notes
+        gpu_hf = tiny_settings(tmp_path, tiny_model_dir, backend="hf", cpu_fast=mode, load_in_4bit=True).sft
+        setup = backends.choose_setup(gpu_hf)
+        assert setup.quantization == "nf4" and not setup.cpu_fast["enabled"]
+
+
+@pytest.mark.skipif(not BF16, reason="no native bf16 on this CPU")
+def test_bf16_compute_with_fp32_lora_weights(tiny_model_dir, tmp_path):
+    from medscribe.sft.backends import choose_setup, load_model
+    from medscribe.sft.dataset import build_examples, load_records, tokenize_examples
+    from medscribe.sft.trainer import build_trainer
+
+    data = write_data(tmp_path, n_eval=0)
+    settings = tiny_settings(tmp_path, tiny_model_dir, max_steps=1)
+    setup = choose_setup(settings.sft)
+    model, tokenizer = load_model(settings.sft, setup, str(tiny_model_dir))
+    examples, _ = build_examples(load_records(data / "train.jsonl"), settings.prompt)
+    rows, _ = tokenize_examples(examples, tokenizer, 384)
+    seen = []
+    base_linear = model.get_base_model().model.layers[0].self_attn.q_proj.base_layer
+    base_linear.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    trainer = build_trainer(model, tokenizer, settings.sft, setup, tmp_path / "run", rows, [], None)
+    trainer.args.save_strategy = "no"
+    trainer.train()
+    assert seen and set(seen) == {torch.bfloat16}  # the matmuls ran in bf16 ...
+    assert base_linear.weight.dtype == torch.bfloat16
+    lora = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
+    assert lora == {torch.float32}  # ... and the optimizer updated fp32 master weights
+
+
+def _rows(tokenizer, n=3):
+    from sft_helpers import report_rows
+
+    from medscribe.schemas import Record
+    from medscribe.settings import load_settings
+    from medscribe.sft.dataset import build_examples, tokenize_examples
+
+    records = [Record(**{k: v for k, v in r.items() if k in Record.model_fields}) for r in report_rows(n)]
+    if n > 1:
+        records[1].input = records[1].input * 3  # rows of different lengths
+    examples, _ = build_examples(records, load_settings().prompt)
+    return tokenize_examples(examples, tokenizer, 1024)[0]
+
+
+def _model(tiny_model_dir, attn):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medscribe.sft.cpu_fast import register_varlen_attention
+
+    if attn == "varlen":
+        attn = register_varlen_attention()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attn)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_loss_only_on_answer_tokens(tiny_model_dir):
+    from medscribe.sft.cpu_fast import label_position_loss
+
+    model, tokenizer = _model(tiny_model_dir, "sdpa")
+    row = _rows(tokenizer, 1)[0]
+    ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+    answer = [i for i, t in enumerate(row["labels"]) if t != -100]
+    assert 0 < len(answer) < len(row["labels"]) // 2  # the prompt carries no labels
+    with torch.no_grad():
+        loss, stats = label_position_loss(model, {"input_ids": ids, "labels": labels})
+        logits = model(input_ids=ids).logits[0]
+    # reference: mean next-token NLL over exactly the answer tokens (+ end-of-turn), from the full logits
+    logp = torch.log_softmax(logits.float(), -1)
+    reference = -torch.stack([logp[i - 1, row["input_ids"][i]] for i in answer]).mean()
+    assert stats["label_tokens"] == len(answer)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    everywhere = -torch.stack([logp[i - 1, row["input_ids"][i]] for i in range(1, len(row["input_ids"]))]).mean()
+    assert abs(everywhere.item() - reference.item()) > 1e-3  # the test can tell the two apart
+
+
+def test_padding_free_batch_has_no_cross_row_attention(tiny_model_dir):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from medscribe.sft.cpu_fast import label_position_loss
+
+    model, tokenizer = _model(tiny_model_dir, "varlen")
+    rows = _rows(tokenizer, 3)
+    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(rows)
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        alone = [model(input_ids=torch.tensor([r["input_ids"]])).logits[0] for r in rows]
+        packed_loss, _ = label_position_loss(model, batch)
+        losses = [label_position_loss(model, {"input_ids": torch.tensor([r["input_ids"]]),
+                                              "labels": torch.tensor([r["labels"]])}) for r in rows]
+    torch.testing.assert_close(packed, torch.cat(alone), atol=1e-5, rtol=1e-4)
+    weights = [s["label_tokens"] for _, s in losses]
+    expected = sum(loss.item() * w for (loss, _), w in zip(losses, weights, strict=True)) / sum(weights)
+    assert packed_loss.item() == pytest.approx(expected, rel=1e-5)
+    # transformers' plain sdpa on the same concatenated row without the row boundaries mixes the rows:
+    plain, _ = _model(tiny_model_dir, "sdpa")
+    with torch.no_grad():
+        mixed = plain(input_ids=batch["input_ids"]).logits[0]
+    assert (mixed[len(rows[0]["input_ids"]):] - torch.cat(alone)[len(rows[0]["input_ids"]):]).abs().max() > 1e-3
+
+
+def test_fast_path_reaches_plain_trl_loss(tiny_model_dir, tmp_path):
+    from medscribe.sft import run_sft
+
+    write_data(tmp_path, n_train=12, n_eval=0)
+    losses = {}
+    for mode in (True, False):
+        torch.manual_seed(0)  # same LoRA init on both sides
+        settings = tiny_settings(tmp_path, tiny_model_dir, cpu_fast=mode, max_steps=4, batch_size=3,
+                                 learning_rate=1e-2, run_name=f"fast-{mode}", eval_steps=100)
+        m = run_sft(settings)
+        assert m["setup"]["cpu_fast"]["enabled"] is mode
+        history = json.loads((tmp_path / "sft" / f"fast-{mode}" / "history.json").read_text())
+        losses[mode] = [e["loss"] for e in history["train"]]
+    assert len(losses[True]) == len(losses[False]) == 4
+    for fast, plain in zip(losses[True], losses[False], strict=True):
+        assert math.isclose(fast, plain, rel_tol=0.02), losses
+    assert losses[False][0] != losses[False][-1]  # it trained
+
+
+def test_speed_callback_excludes_warmup_and_estimates_the_epoch(monkeypatch):
+    from types import SimpleNamespace
+
+    import medscribe.sft.callbacks as callbacks
+
+    clock = iter([0.0, 10.0, 10.0, 12.0, 12.0, 14.0, 14.0, 18.0])  # step times 10 (warm-up), 2, 2, 4 s
+    monkeypatch.setattr("time.perf_counter", lambda: next(clock))
+    tokens = iter([0, 500, 500, 600, 600, 700, 700, 900])
+    speed = callbacks.SpeedCallback(None, examples=100, tokens=10_000)
+    speed.token_counter = lambda: next(tokens)
+    args = SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=2, world_size=1)
+    state = SimpleNamespace(is_world_process_zero=True)
+    speed.on_train_begin(args, state, None)
+    for _ in range(4):
+        speed.on_step_begin(args, state, None)
+        speed.on_step_end(args, state, None)
+    s = speed.summary()
+    assert s["steps_timed"] == 3 and s["seconds_per_step"] == pytest.approx(8 / 3, rel=1e-3)
+    assert s["tokens_per_s"] == pytest.approx(400 / 8, rel=1e-3)
+    assert s["examples_per_s"] == pytest.approx(24 / 8, rel=1e-3)
+    assert s["steps_per_epoch"] == 13 and s["epoch_seconds_estimate"] == pytest.approx(13 * 8 / 3, rel=1e-3)
