@@ -127,7 +127,8 @@ class DataSection(Section):
     # targets, a column = also equal values of it; "auto" = "input" for report, "both" for qa (data/splits.py)
     split_group_by: Literal["auto", "input", "both", "source", "organ", "modality", "specialty"] = "auto"
     train_fractions: dict[str, float] = Field(default_factory=dict)
-    # Processes for PHI scrubbing of large exports (>= 20k distinct texts); 0 = one per CPU core, at most 8.
+    # Processes for PHI scrubbing of large exports (>= 20k distinct texts) and threads for OCR (one Tesseract
+    # each); 0 = one per CPU core, at most 8.
     workers: int = Field(default=0, ge=0)
     phi: PhiSection = Field(default_factory=PhiSection)
     ocr: OcrSection = Field(default_factory=OcrSection)

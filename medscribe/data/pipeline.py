@@ -99,6 +99,11 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         # relative to the input folder (`label`), never the raw one; notes about an input scrub it too.
         path_report = scrub_source_labels(sources, data.phi)
         warnings.extend(scrub_input_notes(input_notes, data.phi))
+        documents = [s.path for s in sources if s.path.suffix.lower() in ingest.OCR_SUFFIXES]
+        if documents:  # PDFs/scans first, in parallel (OCR is ~1 s a page); read_source then takes the results
+            ocr_task = progress.add_task("reading PDFs / OCR", total=len(documents))
+            timings["ocr_workers"] = scans.prefetch(documents, data, lambda: progress.advance(ocr_task))
+            done("ocr_s")
         reading = progress.add_task("reading files", total=len(sources))
         frames, infos, file_hashes, doc_rejects = [], [], [], []
         for source in sources:

@@ -189,3 +189,22 @@ def test_threshold_rejects_a_page_and_a_report_without_conclusion_is_empty_targe
     rejects = {r["file"]: r["reason"] for r in read_jsonl(tmp_path / "out" / "rejects.jsonl")}
     assert rejects == {"finding_only.png": "empty_target"} and result.counts["rows_kept"] == 1
 
+
+
+@needs_tesseract
+def test_documents_are_ocrd_once_in_parallel_workers(tmp_path, monkeypatch):
+    """The pipeline reads all PDFs/scans ahead in `data.workers` threads (one Tesseract each) and the readers
+    take those results: every file is recognised exactly once, whatever the worker count."""
+    from medscribe.data import scans
+
+    calls = []
+    real = scans.read_document
+    monkeypatch.setattr(scans, "read_document", lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    for i in range(3):
+        write_scan(tmp_path / "in" / f"r{i}.png", f"Findings: A cyst {i + 3} mm in the liver.\nConclusion: Cyst {i}.")
+    for workers in (1, 3):
+        calls.clear()
+        result = run_data(settings_for(tmp_path, inputs=[str(tmp_path / "in")], workers=workers, **NO_SPLIT))
+        assert sorted(calls) == ["r0.png", "r1.png", "r2.png"] and result.counts["rows_kept"] == 3
+        assert result.manifest["timings"]["ocr_workers"] == workers
+    assert {r["target"] for r in read_jsonl(tmp_path / "out" / "train.jsonl")} == {"Cyst 0.", "Cyst 1.", "Cyst 2."}
