@@ -200,19 +200,31 @@ def _ocr_page(number: int, image: Any, settings: Any, ocr: Ocr, doc: Document, t
 
 
 def _read_image(path: Path, settings: Any, ocr: Ocr, doc: Document, texts: list[str]) -> None:
+    """Every frame (a multi-page TIFF) is OCR'd as it is decoded: one page in memory at a time."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
+    number = 0
     try:
         with Image.open(path) as image:
-            frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            for frame in ImageSequence.Iterator(image):
+                number += 1
+                frame.load()
+                _ocr_page(number, frame, settings, ocr, doc, texts)
+    except UsageError:
+        raise
+    except Image.DecompressionBombError:
+        raise _Unreadable("cannot read image (more pixels than Pillow's decompression-bomb limit)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        if number > 1:  # a truncated multi-page TIFF: the frames read so far count, the rest is a page reject
+            doc.pages.append(Page(number, "ocr", 0, None, f"cannot decode this frame ({type(exc).__name__})"))
+            return
         reason = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else type(exc).__name__
         raise _Unreadable(f"cannot read image ({reason})") from None
-    for number, frame in enumerate(frames, start=1):
-        _ocr_page(number, frame, settings, ocr, doc, texts)
 
 
 def _read_pdf(path: Path, settings: Any, ocr: Ocr, doc: Document, texts: list[str]) -> None:
+    """Text layer per page (pypdf); a page without one that holds an image is rendered (pypdfium2) and OCR'd
+    right away, so a long scanned PDF never holds more than one page bitmap."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -223,41 +235,47 @@ def _read_pdf(path: Path, settings: Any, ocr: Ocr, doc: Document, texts: list[st
         layers = [(page.extract_text() or "") for page in reader.pages]
     except _Unreadable:
         raise
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         reason = "password-protected PDF" if "decrypt" in str(exc).lower() else f"broken PDF: {type(exc).__name__}"
         raise _Unreadable(f"cannot read PDF ({reason})") from None
     if not layers:
         raise _Unreadable("cannot read PDF (no pages)")
-    # Only a page that holds an image is a scan: a blank or nearly empty page of a born-digital PDF needs no OCR.
-    scans = [i for i, text in enumerate(layers) if len(_WORDY.findall(text)) < MIN_TEXT_CHARS]
-    bitmaps = _render_pages(path, scans, settings.dpi) if scans else {}
-    for i, text in enumerate(layers):
-        if i in bitmaps:
-            _ocr_page(i + 1, bitmaps[i], settings, ocr, doc, texts)
-        else:
-            doc.pages.append(Page(i + 1, "text", len(text.strip())))
-            texts.append(text.strip())
+    scans = {i for i, text in enumerate(layers) if len(_WORDY.findall(text)) < MIN_TEXT_CHARS}
+    pdf = _open_pdfium(path) if scans else None
+    try:
+        for i, text in enumerate(layers):
+            bitmap = _render_page(pdf, i, settings.dpi) if i in scans else None
+            if bitmap is not None:
+                _ocr_page(i + 1, bitmap, settings, ocr, doc, texts)
+                del bitmap
+            else:
+                doc.pages.append(Page(i + 1, "text", len(text.strip())))
+                texts.append(text.strip())
+    finally:
+        if pdf is not None:
+            pdf.close()
 
 
-def _render_pages(path: Path, indices: list[int], dpi: int) -> dict[int, Any]:
+def _open_pdfium(path: Path) -> Any:
     import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
 
     try:
-        pdf = pdfium.PdfDocument(str(path))
+        return pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         raise _Unreadable(f"cannot render PDF ({str(exc)[:80]})") from None
-    out = {}
+
+
+def _render_page(pdf: Any, index: int, dpi: int) -> Any:
+    """The page as a grayscale bitmap, or None when it holds no image: a blank or nearly empty page of a
+    born-digital PDF needs no OCR (and no Tesseract)."""
+    import pypdfium2.raw as pdfium_c
+
+    page = pdf[index]
     try:
-        for i in indices:
-            page = pdf[i]
-            if next(iter(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)), None) is None:
-                page.close()
-                continue
-            width, height = page.get_size()  # points (1/72 inch)
-            scale = min(dpi / 72, MAX_RENDER_SIDE / max(width, height, 1))
-            out[i] = page.render(scale=scale, grayscale=True).to_pil()
-            page.close()
+        if next(iter(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)), None) is None:
+            return None
+        width, height = page.get_size()  # points (1/72 inch)
+        scale = min(dpi / 72, MAX_RENDER_SIDE / max(width, height, 1))
+        return page.render(scale=scale, grayscale=True).to_pil().copy()  # own memory: the bitmap is freed
     finally:
-        pdf.close()
-    return out
+        page.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
 from data_helpers import invoke, read_jsonl, settings_for, write_csv
 from ocr_helpers import join_pdfs, needs_tesseract, write_scan, write_text_pdf
 from rapidfuzz.fuzz import ratio
@@ -208,3 +209,26 @@ def test_documents_are_ocrd_once_in_parallel_workers(tmp_path, monkeypatch):
         assert sorted(calls) == ["r0.png", "r1.png", "r2.png"] and result.counts["rows_kept"] == 3
         assert result.manifest["timings"]["ocr_workers"] == workers
     assert {r["target"] for r in read_jsonl(tmp_path / "out" / "train.jsonl")} == {"Cyst 0.", "Cyst 1.", "Cyst 2."}
+
+
+@needs_tesseract
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_multipage_tiff_and_oversized_image(tmp_path, monkeypatch):
+    """Every frame of a TIFF is a page of one report; an image over Pillow's decompression-bomb limit is a
+    reject, not a crash."""
+    from ocr_helpers import render
+    from PIL import Image
+
+    first, second = render("Findings: A cyst 12 mm in the liver."), render("Conclusion: Simple hepatic cyst.")
+    (tmp_path / "in").mkdir()
+    first.save(tmp_path / "in" / "two.tiff", save_all=True, append_images=[second])
+    write_scan(tmp_path / "in" / "big.png", EN)
+    # Pillow refuses images over twice the limit: big.png is 1700 x 251 px, the TIFF frames 1700 x 137
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+    run_data(settings_for(tmp_path, inputs=[str(tmp_path / "in")], **NO_SPLIT))
+    [row] = read_jsonl(tmp_path / "out" / "train.jsonl")
+    assert (row["input"], row["target"]) == ("A cyst 12 mm in the liver.", "Simple hepatic cyst.")
+    assert _manifest(tmp_path / "out")["two.tiff"]["ocr"]["pages"] == 2
+    [reject] = read_jsonl(tmp_path / "out" / "rejects.jsonl")
+    assert reject["file"] == "big.png" and reject["reason"] == "unreadable_file"
+    assert "decompression-bomb" in reject["detail"]
