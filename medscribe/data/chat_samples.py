@@ -206,10 +206,13 @@ def run_chats(settings: Any, console: Any = None) -> Any:
     split_counts = dict(Counter(r["split"] for r in rows))
     split_counts = {s: split_counts.get(s, 0) for s in ("train", "eval", "test")}
     reasons = dict(Counter(r["reason"] for r in rejects))
-    counts = {"rows_in": len(rows) + sum(n for r, n in reasons.items() if r in ("too_long", "duplicate")),
-              "rows_kept": len(rows), "rows_rejected": sum(n for r, n in reasons.items()
-                                                           if r in ("too_long", "duplicate")),
-              "messages_rejected": sum(n for r, n in reasons.items() if r not in ("too_long", "duplicate"))}
+    # rows = samples, plus the input lines rejected before any sample existed (broken JSONL lines)
+    counts = {"rows_in": len(rows) + len(rejects), "rows_kept": len(rows), "rows_rejected": len(rejects)}
+    empty = [name for name in ("eval", "test") if not split_counts[name] and
+             (data.eval_fraction if name == "eval" else chats.test_fraction) > 0]
+    if empty:
+        warnings.append(f"no dialogue landed in {' or '.join(empty)} ({len(dialogues)} dialogues; splits are "
+                        "by dialogue, so small exports need a larger data.eval_fraction / data.chats.test_fraction)")
     seconds = time.perf_counter() - started
     man = manifest.build_manifest(
         task="dialogue", config_hash=manifest.config_hash(settings), chat_format=data.chat_format,

@@ -57,7 +57,7 @@ WA_IOS_RU = """[14.02.22, 08:01:10] Мария Кузнецова: Доброе 
 JSONL = [
     {"dialogue_id": "a", "role": "user", "text": "What is a normal resting heart rate?", "time": "2024-01-01T10:00:00"},
     {"dialogue_id": "a", "role": "assistant", "text": "60 to 100 beats per minute for adults."},
-    {"dialogue_id": "b", "author": "Patient", "text": "Can I take aspirin with ibuprofen?", "time": 1704103200},
+    {"dialogue_id": "b", "author": "Patient", "text": "Can I take aspirin with ibuprofen?", "time": 1704103200000},
     {"dialogue_id": "b", "author": DOCTOR, "text": "Better not without asking your doctor."},
 ]
 
@@ -178,7 +178,7 @@ def test_context_budget_truncates_oldest_pairs_and_rejects_what_cannot_fit(tmp_p
     [reject] = read_jsonl(tmp_path / "out" / "rejects.jsonl")
     assert reject["reason"] == "too_long" and "long.jsonl#2" in reject["detail"]
     assert "data.chats.context_tokens = 600" in reject["detail"]
-    assert result.counts == {"rows_in": 5, "rows_kept": 4, "rows_rejected": 1, "messages_rejected": 0}
+    assert result.counts == {"rows_in": 5, "rows_kept": 4, "rows_rejected": 1}
     # loss = all: one sample per window, no assistant turn trained twice
     result = run_data(chat_settings(tmp_path, [path], context_tokens=600, loss="all"))
     rows = _train(tmp_path)
@@ -247,3 +247,13 @@ def test_the_exports_own_author_names_are_replaced_in_texts(tmp_path):
     assert row["input"] == "[NAME] will call back about the MRI."
     assert "Ewa" not in row["target"] and "Kowalczyk" not in all_output_text(tmp_path / "out")
     assert result.manifest["phi"]["author_names_replaced"] == 2
+
+
+def test_small_export_warns_when_no_dialogue_reaches_test(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", JSONL)
+    settings = settings_for(tmp_path, inputs=[str(path)], chats={"enabled": True, "assistant": [DOCTOR],
+                                                                 "test_fraction": 0.01}, eval_fraction=0.0)
+    result = run_data(settings)
+    assert result.splits == {"train": 2, "eval": 0, "test": 0}
+    assert any("no dialogue landed in test" in w for w in result.warnings)
+    assert result.manifest["fallbacks"] == result.warnings
