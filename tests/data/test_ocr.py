@@ -9,7 +9,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from data_helpers import invoke, read_jsonl, settings_for, write_csv
+from data_helpers import all_output_text, invoke, read_jsonl, settings_for, write_csv
 from ocr_helpers import join_pdfs, needs_tesseract, write_scan, write_text_pdf
 from rapidfuzz.fuzz import ratio
 
@@ -73,13 +73,17 @@ def test_scanned_reports_become_rows_through_the_cli(tmp_path):
     write_scan(tmp_path / "page2.pdf", "Conclusion: Chronic cholecystitis.")
     join_pdfs(scans / "mixed.pdf", [tmp_path / "page1.pdf", tmp_path / "page2.pdf"])
     write_csv(scans / "table.csv", ["finding", "conclusion"], [["Очаг 5 мм в белом веществе.", "Очаговые изменения."]])
+    write_scan(scans / "phi.png", "Описание: Пациент Иванов Иван Петрович, тел. +7 (912) 345-67-89.\n"
+                                  "Почки обычно расположены.\nЗаключение: Эхопризнаков патологии почек не выявлено.")
     config = tmp_path / "medscribe.toml"
     config.write_text(f'[paths]\ndata = "{tmp_path / "out"}"\n[data]\ninputs = ["{scans}"]\ntest_per_group = 0\n'
                       'eval_fraction = 0.0\n', encoding="utf-8")
     result = invoke("--config", str(config), "data")
     assert result.exit_code == 0, result.output
     rows, inputs = _rows(tmp_path / "out"), _manifest(tmp_path / "out")
-    assert set(rows) == {"en.png", "ru.pdf", "digital.pdf", "mixed.pdf", "table.csv"}
+    assert set(rows) == {"en.png", "ru.pdf", "digital.pdf", "mixed.pdf", "table.csv", "phi.png"}
+    written = all_output_text(tmp_path / "out")  # OCR text is scrubbed like any other row
+    assert "Иванов" not in written and "345-67" not in written and "[NAME]" in rows["phi.png"]["input"]
     assert ratio(rows["en.png"]["input"], "A hypodense lesion 12 mm in liver segment 7.") >= 95
     assert ratio(rows["en.png"]["target"], "Simple hepatic cyst.") >= 95
     assert ratio(rows["ru.pdf"]["input"], "В верхней доле правого легкого солидный очаг 8 мм.") >= 95
