@@ -6,7 +6,8 @@
 The file's text comes from `medscribe.documents.read_document` (text layer first, OCR for scanned pages). It is
 split into fields by section headings: a line starting with a heading ("Findings:", "Заключение:") opens that
 field's section, which runs to the next heading; text before the first heading (a letterhead, the patient's
-name) is not used. `data.documents.sections` replaces the built-in headings (`DEFAULT_SECTIONS`), and
+name) is not used, unless the text field (the finding) has no heading of its own: then that text is the
+finding. `data.documents.sections` replaces the built-in headings (`DEFAULT_SECTIONS`), and
 `data.documents.pattern` (a regular expression with named groups) replaces both. A file with no heading at all
 puts its whole text into `data.documents.text_field` (default: the finding / the question).
 
@@ -111,8 +112,10 @@ def check_document_settings(data: Any) -> None:
             f"data.documents: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(MAPPABLE))})")
 
 
-def split_sections(text: str, task: str, documents: Any) -> dict[str, str]:
-    """field -> text of its section (see the module docstring)."""
+def split_sections(text: str, task: str, documents: Any, preamble_field: str | None = None) -> dict[str, str]:
+    """field -> text of its section (see the module docstring). With `preamble_field`, when no heading of that
+    field was found but others were, the text before the first heading becomes it: a Russian protocol is often
+    the description without an "Описание:" heading, followed by "Заключение: ..."."""
     if documents.pattern:
         match = re.search(documents.pattern, text)
         if match:
@@ -132,7 +135,10 @@ def split_sections(text: str, task: str, documents: Any) -> dict[str, str]:
         field = by_heading[mark.group(1).casefold()]
         if body:
             found.setdefault(field, []).append(body)
-    return {f: "\n".join(parts) for f, parts in found.items()}
+    out = {f: "\n".join(parts) for f, parts in found.items()}
+    if preamble_field and out and preamble_field not in out and text[:marks[0].start()].strip():
+        out[preamble_field] = text[:marks[0].start()].strip()
+    return out
 
 
 def _ocr_for(settings: Any) -> Ocr:
@@ -163,14 +169,14 @@ def read_document_rows(path: Path, data: Any) -> tuple[pl.DataFrame, dict[str, A
     doc = _PREFETCHED.pop(_key(path), None) or read_document(path, data.ocr, _ocr_for(data.ocr))
     task = data.task
     aliases = TASK_FIELDS[task]  # finding -> input, ...
-    text_field = data.documents.text_field or next(iter(aliases))
-    values = split_sections(doc.text, task, data.documents) if doc.text else {}
+    # canonical names also accepted as keys ("input"/"target"): written under the alias the mapping reads
+    canonical = {v: k for k, v in aliases.items()}
+    text_field = canonical.get(data.documents.text_field or "", data.documents.text_field) or next(iter(aliases))
+    values = split_sections(doc.text, task, data.documents, text_field) if doc.text else {}
+    values = {canonical.get(f, f): v for f, v in values.items()}
     how = "sections" if values else "whole text"
     if not values and doc.text.strip():
         values = {text_field: doc.text.strip()}
-    # canonical names also accepted as keys ("input"/"target"): written under the alias the mapping reads
-    canonical = {v: k for k, v in aliases.items()}
-    values = {canonical.get(f, f): v for f, v in values.items()}
     reject = reject_of(doc)
     columns: dict[str, str | None] = {}
     for field in (*aliases, *sorted(set(values) - set(aliases))):

@@ -45,6 +45,12 @@ def test_sections_headings_pattern_and_whole_text():
     pattern = SimpleNamespace(sections={}, pattern=r"(?s)^(?P<finding>.*?)\s*=>\s*(?P<conclusion>.*)$")
     assert split_sections("очаг 5 мм => киста", "report", pattern) == {"finding": "очаг 5 мм", "conclusion": "киста"}
     assert split_sections("no headings here", "report", docs) == {}
+    # a protocol without its own heading, then the conclusion: the text before is the finding
+    protocol = "Печень не увеличена, в VII сегменте киста 12 мм.\nЗаключение: Киста печени."
+    assert split_sections(protocol, "report", docs, "finding") == {
+        "conclusion": "Киста печени.", "finding": "Печень не увеличена, в VII сегменте киста 12 мм."}
+    assert split_sections(text, "report", docs, "finding")["finding"] == "очаг 8 мм\nв правом легком."
+    assert split_sections(protocol, "report", docs) == {"conclusion": "Киста печени."}
 
 
 def test_bad_document_settings_are_usage_errors(tmp_path):
@@ -106,11 +112,14 @@ def test_scanned_reports_become_rows_through_the_cli(tmp_path):
 def test_text_layer_pdf_needs_no_tesseract(tmp_path):
     """Text first: a born-digital PDF is read without OCR, so a missing Tesseract does not matter for it."""
     write_text_pdf(tmp_path / "in" / "d.pdf", ["Findings: Normal heart size, clear lungs.", "Conclusion: Normal."])
+    write_text_pdf(tmp_path / "in" / "e.pdf", ["The liver is not enlarged, a cyst of 12 mm in segment 7.",
+                                               "Conclusion: Hepatic cyst."])  # no heading for the finding
     settings = settings_for(tmp_path, inputs=[str(tmp_path / "in")], ocr={"tesseract_cmd": "/nonexistent/tesseract"},
                             **NO_SPLIT)
     result = run_data(settings)
-    assert result.counts["rows_kept"] == 1
-    assert result.manifest["inputs"][0]["ocr"]["ocr_used"] is False
+    assert result.counts["rows_kept"] == 2
+    assert [i["ocr"]["ocr_used"] for i in result.manifest["inputs"]] == [False, False]
+    assert _rows(tmp_path / "out")["e.pdf"]["input"] == "The liver is not enlarged, a cyst of 12 mm in segment 7."
 
 
 def test_missing_tesseract_is_one_line_saying_how_to_install(tmp_path):
