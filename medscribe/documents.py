@@ -131,6 +131,13 @@ class Ocr:
         import pytesseract
 
         self.check()
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # transparent pixels are usually black underneath: flatten onto white paper first
+            from PIL import Image
+
+            rgba = image.convert("RGBA")
+            paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(paper, rgba)
         image = image.convert("L") if image.mode not in ("L", "RGB") else image
         data = pytesseract.image_to_data(
             image, lang=self.settings.languages, output_type=pytesseract.Output.DICT, timeout=PAGE_TIMEOUT_S,

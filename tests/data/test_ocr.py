@@ -245,3 +245,21 @@ def test_multipage_tiff_and_oversized_image(tmp_path, monkeypatch):
     [reject] = read_jsonl(tmp_path / "out" / "rejects.jsonl")
     assert reject["file"] == "big.png" and reject["reason"] == "unreadable_file"
     assert "decompression-bomb" in reject["detail"]
+
+
+@needs_tesseract
+def test_transparent_png_is_read_on_white_paper(tmp_path):
+    """A screenshot-like PNG: black text on transparent pixels that are black underneath. Converted to grey as
+    is, the page is all black and nothing is recognised."""
+    from ocr_helpers import font_path
+    from PIL import Image, ImageDraw, ImageFont
+
+    from medscribe.documents import read_document
+    from medscribe.settings import OcrSection
+
+    image = Image.new("RGBA", (1200, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(image).text((40, 60), "Findings: A cyst 12 mm in the liver.",
+                               font=ImageFont.truetype(font_path(), 40), fill=(0, 0, 0, 255))
+    image.save(tmp_path / "shot.png")
+    doc = read_document(tmp_path / "shot.png", OcrSection())
+    assert doc.text == "Findings: A cyst 12 mm in the liver." and not doc.rejected_pages
