@@ -38,6 +38,9 @@ MIN_TEXT_CHARS = 16
 # Rendering a huge page (a PDF made from a photo at 72 "dpi" is 40 inches wide) at ocr.dpi would give a
 # 10k-pixel bitmap: the long side is capped, which is still > 300 dpi for an A4 page.
 MAX_RENDER_SIDE = 5000
+# A page the first pass is unsure of is checked for a 90/180/270 degree turn (a phone photo, a sheet fed
+# sideways) when Tesseract's orientation confidence is at least this; the turned page is kept when it reads better.
+OSD_MIN_CONF = 2.0
 PAGE_TIMEOUT_S = 300  # Tesseract on one page; a stuck page is a reject, not a hung run
 INSTALL_HINT = "apt-get install tesseract-ocr tesseract-ocr-rus (Debian/Ubuntu), or set data.ocr.tesseract_cmd"
 LANG_PACKAGES = {"rus": "tesseract-ocr-rus", "eng": "tesseract-ocr-eng"}
@@ -51,6 +54,7 @@ class Page:
     chars: int
     confidence: float | None = None  # mean word confidence 0-100, OCR pages only
     rejected: str | None = None  # why the page's text is not used
+    rotated: int = 0  # degrees (clockwise) the page was turned after Tesseract's orientation detection
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Document:
             "pages": len(self.pages),
             "ocr_pages": sum(p.method == "ocr" for p in self.pages),
             "rejected_pages": [{"page": p.number, "reason": p.rejected} for p in self.rejected_pages],
+            "rotated_pages": [{"page": p.number, "degrees": p.rotated} for p in self.pages if p.rotated],
             **({"error": self.error} if self.error else {}),
         }
 
@@ -125,6 +130,18 @@ class Ocr:
     @property
     def languages(self) -> list[str]:
         return [lang for lang in str(self.settings.languages).split("+") if lang]
+
+    def orientation(self, image: Any) -> int:
+        """Degrees to turn the page clockwise (0, 90, 180, 270) by Tesseract's orientation detection (OSD);
+        0 when it is unsure or cannot tell (too little text, no `osd` language data)."""
+        import pytesseract
+
+        try:
+            osd = pytesseract.image_to_osd(image, output_type=pytesseract.Output.DICT, timeout=PAGE_TIMEOUT_S)
+        except Exception:  # TesseractError "Too few characters", missing osd.traineddata, timeout
+            return 0
+        rotate = int(osd.get("rotate", 0) or 0)
+        return rotate if rotate in (90, 180, 270) and float(osd.get("orientation_conf", 0)) >= OSD_MIN_CONF else 0
 
     def page(self, image: Any) -> tuple[str, float | None]:
         """(text with line and paragraph breaks, mean word confidence or None when no word was found)."""
@@ -195,7 +212,14 @@ def _ocr_page(number: int, image: Any, settings: Any, ocr: Ocr, doc: Document, t
     except Exception as exc:  # TesseractError: the engine failed on this bitmap
         doc.pages.append(Page(number, "ocr", 0, None, f"OCR failed ({type(exc).__name__})"))
         return
-    page = Page(number, "ocr", len(text), confidence)
+    rotated = 0
+    if confidence is None or confidence < settings.min_confidence or not _WORDY.search(text):
+        turn = _safe(ocr.orientation, image) or 0
+        if turn:
+            better = _safe(ocr.page, image.rotate(-turn, expand=True))  # PIL turns counterclockwise
+            if better and better[1] is not None and better[1] > (confidence or 0):
+                (text, confidence), rotated = better, turn
+    page = Page(number, "ocr", len(text), confidence, rotated=rotated)
     if confidence is None or not _WORDY.search(text):
         page.rejected = "no text recognised"
     elif confidence < settings.min_confidence:
@@ -204,6 +228,16 @@ def _ocr_page(number: int, image: Any, settings: Any, ocr: Ocr, doc: Document, t
     else:
         texts.append(text)
     doc.pages.append(page)
+
+
+def _safe(function: Any, *args: Any) -> Any:
+    """The second look at an unsure page must not turn a reject into a crash."""
+    try:
+        return function(*args)
+    except UsageError:
+        raise
+    except Exception:
+        return None
 
 
 def _read_image(path: Path, settings: Any, ocr: Ocr, doc: Document, texts: list[str]) -> None:

@@ -102,7 +102,7 @@ def test_scanned_reports_become_rows_through_the_cli(tmp_path):
         ocr = inputs[name]["ocr"]
         assert ocr["ocr_used"] and ocr["ocr_pages"] == 1 and ocr["mean_confidence"] > 80 and ocr["fields"] == "sections"
     assert inputs["digital.pdf"]["ocr"] == {"ocr_used": False, "mean_confidence": None, "pages": 1, "ocr_pages": 0,
-                                            "rejected_pages": [], "fields": "sections"}
+                                            "rejected_pages": [], "rotated_pages": [], "fields": "sections"}
     assert inputs["mixed.pdf"]["ocr"]["pages"] == 2 and inputs["mixed.pdf"]["ocr"]["ocr_pages"] == 1
     assert "ocr" not in inputs["table.csv"]
     provenance = {r["file"]: r["row"] for r in read_jsonl(tmp_path / "out" / "provenance.jsonl")}
@@ -263,3 +263,22 @@ def test_transparent_png_is_read_on_white_paper(tmp_path):
     image.save(tmp_path / "shot.png")
     doc = read_document(tmp_path / "shot.png", OcrSection())
     assert doc.text == "Findings: A cyst 12 mm in the liver." and not doc.rejected_pages
+
+
+@needs_tesseract
+def test_sideways_and_upside_down_scans_are_turned(tmp_path):
+    """A page fed sideways or upside down reads as garbage (confidence ~45 here); Tesseract's orientation
+    detection turns it, the turned page is kept when it reads better, and the manifest says so."""
+    from ocr_helpers import render
+
+    (tmp_path / "in").mkdir()
+    for angle in (90, 180):
+        render(f"Описание: В верхней доле правого легкого солидный очаг {angle // 10} мм.\n"
+               "Заключение: Солидный очаг верхней доли правого легкого.").rotate(angle, expand=True).save(
+            tmp_path / "in" / f"rot{angle}.png")
+    run_data(settings_for(tmp_path, inputs=[str(tmp_path / "in")], **NO_SPLIT))
+    rows, inputs = _rows(tmp_path / "out"), _manifest(tmp_path / "out")
+    for angle in (90, 180):
+        assert ratio(rows[f"rot{angle}.png"]["input"],
+                     f"В верхней доле правого легкого солидный очаг {angle // 10} мм.") >= 95
+        assert inputs[f"rot{angle}.png"]["ocr"]["rotated_pages"] == [{"page": 1, "degrees": angle}]
