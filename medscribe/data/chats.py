@@ -44,7 +44,8 @@ WA_ANDROID = re.compile(rf"^{_WA_DATE}\s+[-–]\s+(.*)$")
 WA_IOS = re.compile(rf"^\[{_WA_DATE}\]\s+(.*)$")
 WA_MEDIA = re.compile(r"^<?(media omitted|медиа отсутствуют|медиафайл отсутствует|image omitted|video omitted|"
                       r"audio omitted|sticker omitted|document omitted|gif omitted|изображение отсутствует|"
-                      r"this message was deleted|данное сообщение удалено)>?$", re.IGNORECASE)
+                      r"this message was deleted|данное сообщение удалено|attached: [^>]+|прикреплено: [^>]+|"
+                      r"[^<>]+ \(file attached\)|[^<>]+ \(файл добавлен\))>?$", re.IGNORECASE)
 ROLES = {"user": "user", "human": "user", "patient": "user", "assistant": "assistant", "gpt": "assistant",
          "bot": "assistant", "doctor": "assistant"}
 

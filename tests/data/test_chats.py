@@ -52,6 +52,7 @@ and watch for a rash.
 WA_IOS_RU = """[14.02.22, 08:01:10] Мария Кузнецова: Доброе утро! Можно ли делать прививку при насморке?
 [14.02.22, 08:20:45] Dr. Petrova: При лёгком насморке без температуры можно.
 [14.02.22, 08:21:00] Мария Кузнецова: А если температура 37,5?
+[14.02.22, 08:21:30] Мария Кузнецова: ‎<attached: 00000012-PHOTO-2022-02-14-08-21-30.jpg>
 [14.02.22, 08:30:00] Dr. Petrova: Тогда лучше отложить на неделю.
 """
 JSONL = [
@@ -116,6 +117,7 @@ def test_whatsapp_android_us_dates_and_ios_day_first(tmp_path):
     inputs = {i["file"]: i for i in result.manifest["inputs"]}
     assert inputs["wa_us.txt"]["skipped"] == {"system": 1, "media_or_empty": 1}
     assert inputs["wa_ru.txt"]["notes"] == []  # 14 > 12: day-first is certain
+    assert inputs["wa_ru.txt"]["skipped"] == {"media_or_empty": 1}  # iOS "<attached: ...>"
     # a month-first file read day-first would put the 31st into the month: auto chose mdy
     assert inputs["wa_us.txt"]["notes"] == []
 
