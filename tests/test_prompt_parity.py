@@ -55,7 +55,7 @@ class Retriever:
     query's own row, in a fixed order, so training (k + 2, then own-answer filtering) and serving (k) get the
     same first k hits."""
 
-    def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+    def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
         out = []
         for query in queries:
             task = "qa" if query.endswith("?") else "report"

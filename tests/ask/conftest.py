@@ -14,7 +14,7 @@ class FakeRetriever:
     def __init__(self):
         self.calls: list[dict] = []
 
-    def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+    def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
         self.calls.append({"queries": list(queries), "k": k, "filters": filters, "exclude_ids": exclude_ids})
         return [
             [

@@ -26,7 +26,7 @@ class ScoredRetriever:
     """The nearest case's answer and cosine depend on the query: 'близко' -> 0.95, anything else -> 0.40;
     a query with 'справка' gets only a knowledge chunk (no answer to copy)."""
 
-    def search_many(self, queries, k=None, filters=None, exclude_ids=None):
+    def search_many(self, queries, k=None, filters=None, exclude_ids=None, indexed_ids=None):
         out = []
         for q in queries:
             if "справка" in q:
