@@ -119,7 +119,17 @@ class LocalBackend:
     def generate(self, requests: list[Request], on_done: OnDone) -> None:
         texts = [self.render(req.messages) for req in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        # A prompt the model cannot hold fails alone, with a reason a user can act on (and is retried on a
+        # rerun), instead of failing its whole batch with whatever the model's forward raises.
+        limit = self.context_length()
+        order = []
+        for i in sorted(range(len(texts)), key=lambda i: lengths[i]):
+            if limit is not None and lengths[i] + self.ask.max_new_tokens > limit:
+                on_done(i, Generation(error=(
+                    f"prompt too long: {lengths[i]} tokens + ask.max_new_tokens {self.ask.max_new_tokens} > the "
+                    f"model's context of {limit} tokens; lower k (fewer retrieved cases) or max_new_tokens")))
+            else:
+                order.append(i)
         size = self.ask.batch_size
         for start in range(0, len(order), size):
             batch = order[start : start + size]
@@ -129,6 +139,11 @@ class LocalBackend:
                 generations = [Generation(error=one_line(f"{type(exc).__name__}: {exc}")) for _ in batch]
             for i, generation in zip(batch, generations, strict=True):
                 on_done(i, generation)
+
+    def context_length(self) -> int | None:
+        """Tokens the model can attend to (config.max_position_embeddings), None when it does not say."""
+        value = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
 
     def _generate_batch(self, texts: list[str]) -> list[Generation]:
         import torch

@@ -111,3 +111,13 @@ def test_adapter_flags_and_single_qa_through_the_cli(tmp_path, tiny_model_dir, a
     assert single.exit_code == 0, single.output
     row = json.loads(single.stdout)
     assert row["task"] == "qa" and row["specialty"] == "hematology" and row["completion_tokens"] <= 8
+
+
+def test_a_prompt_longer_than_the_model_fails_alone_with_the_reason(tmp_path, make_settings, tiny_model_dir):
+    long_question = "Что такое анемия и как её лечить? " * 200  # far past the tiny model's 1,024 positions
+    rows = [*QA_ROWS, {"id": "too-long", "input": long_question}]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    summary = run_batch(local(make_settings, tiny_model_dir, k=0, batch_size=8), path, run="long")
+    assert summary["answered"] == len(QA_ROWS) and summary["failures"] == 1
+    log = [line for line in (Path(summary["run_dir"]) / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert any("prompt too long" in line and "context of 1024 tokens" in line for line in log)
