@@ -9,6 +9,7 @@ Two runs, each stage in a process of its own (so each peak RSS is that stage's a
   with one hybrid-retrieved case, tokenized: what `sft` does before its first step) -> ask -> eval.
 - `report`: a synthetic chest X-ray export of --report-rows rows (tests/synthetic_reports.py): data -> index
   (embedded) -> index again into a Chroma server (`chroma run` on 127.0.0.1) -> sft prompts -> ask -> eval.
+- `data` alone on a --data-rows export (200k by default).
 `sft`/`ask` use the tiny random Llama of tests/kit.py, so the figures measure medscribe, not an LLM; ask
 answers up to --ask-rows inputs in copy mode (retrieval, resume bookkeeping, files: no model) and a slice of
 --generate-rows with the tiny model; eval scores the copy run with 1,000 bootstrap samples.
@@ -75,7 +76,7 @@ device = "cpu"
 backend = "hf"
 base_model = "{model}"
 rag_context = true
-max_seq_length = 1024
+max_seq_length = 4096
 
 [eval]
 metrics = ["exact_match", "token_f1", "rouge", "bleu", "chrf"]
@@ -225,6 +226,7 @@ def main() -> int:
     parser.add_argument("--report-rows", type=int, default=100_000)
     parser.add_argument("--ask-rows", type=int, default=10_000, help="inputs answered in copy mode")
     parser.add_argument("--generate-rows", type=int, default=200, help="inputs answered by the tiny model")
+    parser.add_argument("--data-rows", type=int, default=200_000, help="rows of the data-stage-only run (0: skip)")
     parser.add_argument("--no-server", action="store_true", help="skip the Chroma-server index build")
     parser.add_argument("--skip-qa", action="store_true")
     parser.add_argument("--skip-report", action="store_true")
@@ -238,7 +240,8 @@ def main() -> int:
     prompts_s = None
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         tmp = Path(tmp)
-        model = build_tiny_causal_lm(tmp / "tiny-llama")
+        # A long context: MedQuAD prompts with a retrieved case run to thousands of the tiny tokenizer's tokens.
+        model = build_tiny_causal_lm(tmp / "tiny-llama", max_positions=16384)
         source = None if args.skip_qa else medquad_path(args.data)
         if source is None and not args.skip_qa:
             print(skip_message("the qa run of bench/scale_bench.py"))
@@ -262,6 +265,14 @@ def main() -> int:
                                   test_per_group=max(100, args.ask_rows // 2), server="", model=model)
             for r in pipeline(root, config, args, server=not args.no_server):
                 table.append((f"report {args.report_rows // 1000}k", r))
+        if args.data_rows:  # `data` alone at the size of a large export
+            root = tmp / "data-only"
+            root.mkdir()
+            csv = write_export(root / "cxr.csv", rows=args.data_rows, seed=2)
+            columns = "{" + ", ".join(f'{k} = "{v}"' for k, v in COLUMNS.items()) + "}"
+            config = write_config(root, task="report", inputs=csv, columns=columns, group_by="modality",
+                                  test_per_group=1000, server="", model=model)
+            table.append((f"report {args.data_rows // 1000}k", run_stage("data", config)))
 
     print(f"{'run':<12} {'stage':<24} {'rows':>8} {'wall s':>8} {'rows/s':>9} {'peak RSS MB':>12}")
     worst_rss = 0.0

@@ -56,7 +56,7 @@ def build_tiny_tokenizer():
     return fast
 
 
-def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, max_positions: int = 1024) -> Path:
     """Save a tiny random Llama (hidden 64, 2 layers) + trained tokenizer to `out_dir` as an HF folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -71,7 +71,7 @@ def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=max_positions,  # rotary: no position table, only the declared context
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
