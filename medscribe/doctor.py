@@ -41,14 +41,17 @@ def model_resolves_offline(name: str) -> tuple[bool, str]:
     if path.exists():
         has_config = (path / "config.json").is_file() or (path / "modules.json").is_file()
         return has_config, f"local folder{'' if has_config else ' without config.json/modules.json'}"
-    if name.count("/") > 1 or name.startswith((".", "~")):
+    if name.count("/") > 1 or name.startswith((".", "~", "/")) or path.is_absolute():
         return False, "no such local path"
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return False, "huggingface_hub missing"
     for filename in ("config.json", "modules.json"):
-        found = try_to_load_from_cache(name, filename)
+        try:
+            found = try_to_load_from_cache(name, filename)
+        except ValueError:  # huggingface_hub's HFValidationError: not a valid hub id either
+            return False, "neither a local path nor a valid hub id"
         if isinstance(found, str):
             return True, "in the local HF cache"
     return False, "not in the local HF cache (download it once on a machine with hub access)"

@@ -62,3 +62,15 @@ def test_usage_errors_keep_their_message_and_exit_2(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_commands_own_exit_code_is_not_a_failure(tmp_path, monkeypatch):
+    """`doctor` exits 1 on purpose when something is missing: no "failed unexpectedly", no log."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "medscribe.toml"
+    config.write_text(f'[paths]\nartifacts = "{tmp_path / "art"}"\n[index]\nembedding_model = "/nonexistent"\n',
+                      encoding="utf-8")
+    result = CliRunner().invoke(app, ["-c", str(config), "doctor"])
+    assert result.exit_code == 1, result.output
+    assert "unexpectedly" not in result.output
+    assert not list(tmp_path.rglob("medscribe-doctor-*.log"))

@@ -39,8 +39,8 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # a command's own exit code (typer's Exit is not click's in typer >= 0.12), not a failure
         except Exception as exc:
             ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, click.Context)), None)
             report_unexpected(exc, ctx or click.get_current_context(silent=True))
