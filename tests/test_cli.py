@@ -179,3 +179,18 @@ def test_doctor_runs_and_reports(tmp_path, monkeypatch, minilm, tiny_model_dir):
     result = runner.invoke(app, ["--config", str(bad), "doctor"], terminal_width=200)
     assert result.exit_code == 1
     assert "sft.base_model" in result.output
+
+
+def test_no_third_party_progress_bars_or_deprecation_noise(tmp_path, tiny_model_dir):
+    """A local answer loads a model (transformers draws a 'Loading weights' bar by default): the user sees none."""
+    import os
+
+    config = tmp_path / "medscribe.toml"
+    config.write_text(f'[ask]\nbackend = "local"\nlocal_model = "{tiny_model_dir}"\nmax_new_tokens = 4\n'
+                      'device = "cpu"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    command = [str(Path(sys.executable).with_name("medscribe")), "-c", str(config), "ask", "--no-rag", "Очаг 5 мм"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Loading weights" not in out.stderr and "it/s]" not in out.stderr
+    assert "FutureWarning" not in out.stderr

@@ -122,6 +122,14 @@ def load_settings(ctx: typer.Context, flags: dict[str, Any] | None = None):
     # Every command loads settings before its heavy imports: the place to quiet what is only noise.
     # bitsandbytes warns on every import on a CPU that an optional fast kernel package is missing.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # transformers 5 draws a tqdm bar for every model load ("Loading weights") and save ("Writing model
+    # shards"); medscribe shows its own rich progress. Read by huggingface_hub when transformers is imported.
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Deprecation notices of the libraries (not of anything a user set) are for their maintainers.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|trl|accelerate)\b")
     root = ctx.find_root()
     obj = root.obj if root.obj is not None else {}
     settings = _load(obj.get("config"), flags=flags)
