@@ -1,22 +1,23 @@
-"""The CPU fast path of the `hf` backend: what makes LoRA training on a CPU several times faster than plain TRL.
+"""The CPU fast path of the `hf` backend: what makes LoRA training on a CPU faster than plain TRL.
 
-    from medscribe.sft.cpu_fast import plan_cpu_fast
-    plan = plan_cpu_fast(sft, device="cpu", model_path=path)    # CpuFast(enabled, bf16, ...), reasons included
-    apply_runtime(plan.as_dict(), model)                         # threads, denormals, LoRA input casts
+    from medscribe.sft.cpu_fast import plan_cpu_fast, apply_runtime
+    plan = plan_cpu_fast(sft, "cpu", "hf", model_path)   # CpuFast(enabled, bf16, ...), every decision with a reason
+    apply_runtime(plan.as_dict(), model)                 # threads, denormals, LoRA input casts, fp32 LM head
 
-What it does (each part measured in bench/sft_bench.py, see docs/sft.md):
+What it does (measured pieces in docs/sft.md; bench/sft_bench.py compares the whole against plain TRL):
 - bf16 compute where the CPU has native bf16 matmuls (AVX512-BF16 or AMX, checked on the spot, plus a small
-  numeric self-check): the frozen base weights are loaded in bf16 (no fp32 -> bf16 cast of every weight on every
-  matmul), the LoRA weights stay fp32 (PEFT's autocast_adapter_dtype) and run under bf16 autocast, so the
-  optimizer updates fp32 master weights.
+  numeric self-check): the model is loaded in fp32, LoRA is added (fp32 init), the frozen weights are cast to
+  bf16 (no fp32 -> bf16 cast of every weight on every matmul); training runs under bf16 autocast and the
+  optimizer updates the fp32 LoRA weights.
 - no 4-bit and no activation checkpointing when the model and its activations fit easily in RAM: dequantizing nf4
   on every matmul and recomputing the forward cost time and save memory nobody needs.
-- logits and loss only at positions that carry a label (`logits_to_keep` with a boolean mask): the answer is
-  ~15 % of the tokens, and the 49k-wide LM head plus its softmax is a large part of a small model's step.
+- logits and loss only at positions that carry a label (`logits_to_keep` with a boolean mask), the head in fp32:
+  the answer is ~15 % of the tokens, and the 49k-wide LM head plus its softmax is a large part of a small
+  model's step.
 - padding-free batches: the rows of a batch are concatenated into one row with per-row position ids; attention
   runs per row (`varlen_sdpa`: one causal SDPA call per row on the cumulative lengths TRL's collator passes),
   so no token attends across rows and nothing is computed on padding.
-- all the cores this process may use (`os.sched_getaffinity`) as torch threads.
+- all the cores this process may use (`os.sched_getaffinity`) as torch threads; denormals flushed.
 `sft.cpu_fast = "auto"` turns it on for the hf backend on CPU; `true` forces it there; `false` is plain TRL.
 """
 
