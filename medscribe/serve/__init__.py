@@ -88,7 +88,13 @@ def serve(settings: Any, *, on_ready: Any = None) -> None:
     from medscribe.serve.guards import check_bind
 
     check_bind(settings.serve.host, api_key(settings))
-    logging.getLogger("medscribe.serve").setLevel(logging.INFO)
+    # One plain line per request on stderr: rich's handler costs milliseconds per line, a cache hit costs less.
+    request_log = logging.getLogger("medscribe.serve")
+    request_log.setLevel(logging.INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    request_log.addHandler(handler)
+    request_log.propagate = False
     if settings.serve.engine == "vllm":
         from medscribe.serve.vllm import build_vllm_app
 

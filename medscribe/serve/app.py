@@ -76,6 +76,7 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
 
     app = FastAPI(title="medscribe", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.metrics, app.state.cache, app.state.settings = engine, metrics, cache, settings
+    app.state.rag = rag
 
     def error_response(exc: ApiError, rid: str) -> JSONResponse:
         return JSONResponse(p.error_body(exc.message, exc.kind, exc.code, rid), status_code=exc.status,

@@ -170,6 +170,7 @@ class Engine:
         self.run_lock = threading.Lock()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._running: list[Job] = []
 
     # -- admission ---------------------------------------------------------------------------------
     @property
@@ -220,8 +221,11 @@ class Engine:
         return self
 
     def stop(self) -> None:
+        """Shut down: waiting and generating jobs are cancelled (a batch ends at its next token)."""
         with self._cond:
             self._stop = True
+            for job in [*self._pending, *self._running]:
+                job.cancel()
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -283,6 +287,7 @@ class Engine:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
+        self._running = jobs
         backend = self.backend
         adapter = jobs[0].adapter and self.has_adapter
         tokenizer = backend.tokenizer if adapter else self.base_tokenizer
@@ -322,9 +327,12 @@ class Engine:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         model = backend.model
         off = model.disable_adapter() if (self.has_adapter and not adapter) else contextlib.nullcontext()
-        with torch.inference_mode(), off:
-            model.generate(**enc, **kwargs)
-        streamer.end()
+        try:
+            with torch.inference_mode(), off:
+                model.generate(**enc, **kwargs)
+            streamer.end()
+        finally:
+            self._running = []
 
 
 def load_base_tokenizer(backend: Any) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from medscribe.ask import core
@@ -27,28 +28,71 @@ from medscribe.ask.generation import Generation
 from medscribe.schemas import ANSWER_TEXT_FIELD, Hit
 
 
+class RetrievalBatcher:
+    """Retrievals that arrive while one runs are done together in one `core.retrieve` call (one embedding batch,
+    one Chroma query), like generation is batched: under concurrent requests one at a time would make the
+    engine's batches trickle in one by one. One worker thread owns the retriever."""
+
+    def __init__(self, front: RagFrontEnd):
+        self.front = front
+        self._pending: list[tuple[dict[str, Any], int, Future]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.batch_sizes: list[int] = []
+
+    def search(self, record: dict[str, Any], k: int) -> list[Hit]:
+        future: Future = Future()
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="medscribe-retrieval", daemon=True)
+                self._thread.start()
+            self._pending.append((record, k, future))
+            self._cond.notify()
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+            self.batch_sizes.append(len(batch))
+            for k in {k for _, k, _ in batch}:
+                items = [(record, future) for record, kk, future in batch if kk == k]
+                try:
+                    retriever = self.front.retriever()
+                    found = core.retrieve(retriever, [r for r, _ in items], k, self.front.settings.ask.filter_fields)
+                except Exception as exc:  # these requests fail (500), the worker goes on
+                    for _, future in items:
+                        future.set_exception(exc)
+                    continue
+                for (_, future), hits in zip(items, found, strict=True):
+                    future.set_result(hits)
+
+
 class RagFrontEnd:
     def __init__(self, settings: Any, retriever: Any = None):
         self.settings = settings
         self.k = core.effective_k(settings)
         self._retriever = retriever
-        self._lock = threading.Lock()  # the embedder and Chroma client are shared by request threads
+        self._lock = threading.Lock()  # opening the retriever once, whichever thread asks first
+        self.batcher = RetrievalBatcher(self)
 
     def retriever(self) -> Any:
-        if self._retriever is None and self.k > 0:
-            self._retriever = core.open_retriever(self.settings)
-        return self._retriever
+        with self._lock:
+            if self._retriever is None and self.k > 0:
+                self._retriever = core.open_retriever(self.settings)
+            return self._retriever
 
     def prepare(self, text: str, options: Any) -> dict[str, Any]:
-        """Retrieve and build the prompt (blocking: run it in a worker thread). Returns the plan of the answer."""
+        """Retrieve (batched with concurrent requests) and build the prompt; blocking: run it in a worker thread.
+        Returns the plan of the answer."""
         opts = options.model_dump() if options is not None else {}
         task = opts.get("task") or self.settings.data.task
         record = {"id": None, "input": text.strip(), "task": task,
                   **{f: opts.get(f) for f in ("organ", "modality", "specialty")}}
         k = opts["k"] if opts.get("k") is not None else self.k
-        with self._lock:
-            retriever = self.retriever() if k > 0 else None
-            hits = core.retrieve(retriever, [record], k, self.settings.ask.filter_fields)[0]
+        hits = self.batcher.search(record, k) if k > 0 else []
         case = core.case_to_copy(hits, self.settings)
         copied = self.settings.ask.mode == "copy" or case is not None
         request = None if copied else core.build_request(record, hits, self.settings)

@@ -66,6 +66,21 @@ def test_medscribe_rag_retrieves_and_answers_strict_json(server):
     assert json.loads("".join(c.choices[0].delta.content or "" for c in streamed if c.choices)) == answer
 
 
+def test_concurrent_rag_requests_retrieve_in_one_batch(server):
+    client = server.client()
+    batcher = server.app.state.rag.batcher
+    before = len(batcher.batch_sizes)
+    questions = [f"What are the symptoms of anemia, case {i}?" for i in range(6)]
+    threads = [threading.Thread(target=lambda q=q: client.chat.completions.create(
+        model="medscribe-rag", max_tokens=2, messages=[{"role": "user", "content": q}])) for q in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sizes = batcher.batch_sizes[before:]
+    assert sum(sizes) == 6 and max(sizes) > 1, sizes  # (retries of an unparsable answer reuse the retrieval)
+
+
 def test_medscribe_rag_prompt_is_the_shared_builder(server):
     from medscribe.ask import core
     from medscribe.index import Retriever

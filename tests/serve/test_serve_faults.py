@@ -174,3 +174,4 @@ def test_non_loopback_bind_needs_a_key():
     check_bind("127.0.0.1", None)
     check_bind("::1", None)
     check_bind("localhost", None)
+
