@@ -38,7 +38,7 @@ METRIC_ORDER = [
     "exact_match", "token_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor", "meteor_exact",
     "edit_similarity", "bertscore_f1", "bertscore_precision", "bertscore_recall", "embedding_cosine",
     "json_valid", "json_strict", "json_repaired", "has_finding_acc", "organ_acc", "modality_acc", "organ_cosine",
-    "organ_match",
+    "organ_match", "citation_precision", "citation_rate",
 ]
 # Metric -> the eval.metrics family that produces it (None: computed whenever its columns exist).
 FAMILY = {
@@ -48,7 +48,7 @@ FAMILY = {
     "bertscore_recall": "bertscore", "embedding_cosine": "embedding_cosine", "organ_cosine": "organ_cosine",
     "organ_match": "organ_cosine", "json_valid": None, "json_strict": None, "json_repaired": None,
     "has_finding_acc": None, "organ_acc": None,
-    "modality_acc": None, "mrr": None,
+    "modality_acc": None, "mrr": None, "citation_precision": None, "citation_rate": None,
 }
 RECALL_RE = re.compile(r"^recall@(\d+)$")
 

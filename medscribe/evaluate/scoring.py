@@ -18,7 +18,13 @@ from medscribe.evaluate.compare import RunScores
 from medscribe.evaluate.loading import RunData
 from medscribe.evaluate.metrics import LEXICAL_FAMILIES, compute_lexical
 from medscribe.evaluate.semantic import EmbeddingModel, ModelUnavailable, bertscore
-from medscribe.evaluate.structured import field_accuracy, json_validity, organ_cosine, retrieval_metrics
+from medscribe.evaluate.structured import (
+    citation_metrics,
+    field_accuracy,
+    json_validity,
+    organ_cosine,
+    retrieval_metrics,
+)
 
 Step = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -90,6 +96,7 @@ def score_runs(runs: list[RunData], settings, step: Step | None = None) -> tuple
         if embedder is not None and "organ_cosine" in families:
             scores.per_row.update(organ_cosine(run, embedder, cfg.organ_match_threshold))
         scores.per_row.update(retrieval_metrics(run, cfg.retrieval_k))
+        scores.per_row.update(citation_metrics(run))
     return all_scores, notes
 
 

@@ -4,6 +4,7 @@
     json_validity(run)            # {"json_valid", "json_strict", "json_repaired": arrays of 0/1}
     field_accuracy(run)           # {"has_finding_acc": ..., "organ_acc": ..., "modality_acc": ...}
     retrieval_metrics(run, [1, 3, 5])   # {"recall@1": ..., "recall@3": ..., "mrr": ...}
+    citation_metrics(run)         # {"citation_precision": ..., "citation_rate": ...} (qa answers with citations)
 
 A row counts only where the reference is known; a missing or unparsable predicted field then counts as wrong.
 """
@@ -95,6 +96,30 @@ def organ_cosine(run: RunData, embedder, threshold: float) -> dict[str, np.ndarr
         cos[rows] = embedder.pair_cosine(left, right)
     match = np.where(np.isnan(cos), NAN, (cos >= threshold).astype(np.float64))
     return {"organ_cosine": cos, "organ_match": match}
+
+
+def citation_metrics(run: RunData) -> dict[str, np.ndarray]:
+    """Citations checked against what the model was shown (the prompt asks it to cite the retrieved ids).
+
+    citation_precision: the share of an answer's cited ids that were retrieved for that row (NaN when the answer
+    cites nothing or did not parse): a cited id the model was never shown is made up. citation_rate: 1 when a
+    parsed answer cites at least one id. Only rows whose answers have a `citations` list (qa) and that retrieved
+    something count; without any such row nothing is reported."""
+    precision = np.full(len(run), NAN)
+    rate = np.full(len(run), NAN)
+    counted = False
+    for i, parsed in enumerate(run.parsed):
+        cited = _predicted(parsed, "citations")
+        retrieved = run.retrieved_ids[i] if i < len(run.retrieved_ids) else None
+        if not isinstance(cited, list) or not retrieved:
+            continue
+        counted = True
+        cited_ids = [str(c).strip() for c in cited if str(c).strip()]
+        rate[i] = float(bool(cited_ids))
+        if cited_ids:
+            shown = set(map(str, retrieved))
+            precision[i] = sum(c in shown for c in cited_ids) / len(cited_ids)
+    return {"citation_precision": precision, "citation_rate": rate} if counted else {}
 
 
 def retrieval_metrics(run: RunData, ks: list[int]) -> dict[str, np.ndarray]:

@@ -12,7 +12,13 @@ from medscribe.evaluate.breakdown import group_scores, recommend_fractions, weak
 from medscribe.evaluate.compare import RunScores, bootstrap, resample_counts, resampled_corpus, resampled_mean
 from medscribe.evaluate.loading import RunData
 from medscribe.evaluate.metrics import compute_lexical
-from medscribe.evaluate.structured import field_accuracy, json_validity, organ_cosine, retrieval_metrics
+from medscribe.evaluate.structured import (
+    citation_metrics,
+    field_accuracy,
+    json_validity,
+    organ_cosine,
+    retrieval_metrics,
+)
 
 
 def make_run(parsed, parse_ok, organs, has_finding, retrieved=None, gold=None) -> RunData:
@@ -67,6 +73,23 @@ def test_retrieval_recall_and_mrr_by_hand():
     assert out["mrr"][:3].tolist() == [1.0, 0.5, 0.0]
     assert math.isnan(out["mrr"][3])
     assert np.nanmean(out["mrr"]) == pytest.approx(0.5)
+
+
+def test_citations_are_checked_against_the_retrieved_ids():
+    run = make_run(
+        parsed=[{"answer": "a", "citations": ["c1", "made-up"]}, {"answer": "b", "citations": []},
+                {"answer": "c", "citations": ["c9"]}, None, {"answer": "e", "citations": ["c1"]}],
+        parse_ok=[True, True, True, False, True], organs=[None] * 5, has_finding=[None] * 5,
+        retrieved=[["c1", "c2"], ["c3"], ["c9"], ["c1"], None],
+    )
+    out = citation_metrics(run)
+    assert out["citation_precision"][:3].tolist()[0] == 0.5 and out["citation_precision"][2] == 1.0
+    assert math.isnan(out["citation_precision"][1])  # cites nothing: no precision to speak of
+    assert out["citation_rate"][:3].tolist() == [1.0, 0.0, 1.0]
+    assert math.isnan(out["citation_rate"][3]) and math.isnan(out["citation_rate"][4])  # unparsed / nothing shown
+    reports = make_run(parsed=[{"result": "x"}], parse_ok=[True], organs=[None], has_finding=[None],
+                       retrieved=[["c1"]])
+    assert citation_metrics(reports) == {}  # report answers have no citations field: nothing reported
 
 
 def test_resample_counts_and_means():
