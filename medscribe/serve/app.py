@@ -131,7 +131,7 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
             plan = await run_in_threadpool(rag.prepare, text, req.medscribe)
             if plan["copied"]:
                 try:
-                    return rag.answer(plan, None, attempts=0)
+                    return {**rag.answer(plan, None, attempts=0), "finish_reason": "stop"}
                 except LookupError as exc:
                     raise ApiError(422, str(exc), "nothing_to_copy") from None
             messages = plan["messages"]

@@ -83,3 +83,15 @@ def test_medscribe_rag_parsed_answer_keeps_only_shown_citations(settings):
         # the prompt carries the retrieved case as a few-shot turn and the question last
         assert messages[-1]["content"].endswith("What are the symptoms of anemia?")
         assert any("Fatigue, pallor and shortness of breath." in m["content"] for m in messages[1:-1])
+
+
+def test_medscribe_rag_copy_mode_answers_without_the_model(serve_root):
+    from medscribe.settings import load_settings
+
+    settings = load_settings(None, {**serve_root["flags"], "ask": {**serve_root["flags"]["ask"], "mode": "copy"}})
+    with scripted_server(settings, []) as srv:  # no scripted text: the model must not be asked
+        reply = srv.client().chat.completions.create(
+            model="medscribe-rag", messages=[{"role": "user", "content": "What are the symptoms of anemia?"}])
+        assert json.loads(reply.choices[0].message.content) == {
+            "answer": "Fatigue, pallor and shortness of breath.", "citations": ["q-anemia"]}
+        assert reply.model_extra["medscribe"]["copied_from"] == "q-anemia" and srv.app.state.engine.seen == []
