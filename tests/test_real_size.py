@@ -105,11 +105,34 @@ def test_every_stage_at_real_size(workspace, monkeypatch):
     assert rejects and all(r.get("reason") for r in rejects)  # the broken rows, with why
     assert manifest["counts"]["rows_in"] == ROWS
 
+    # index: killed once its first block (2,048 texts) is encoded and handed to the writer process, then rerun
+    # through the command: the rerun embeds only what is missing, and no entry is there twice.
+    from medscribe.index import build_index
+    from medscribe.index.build import WRITE_BLOCK
+    from medscribe.index.embed import Embedder
+    from medscribe.settings import load_settings
+
+    settings = load_settings(config)
+    embedder = Embedder.from_settings(settings.index)
+    real_encode, seen = embedder.encode, {"texts": 0}
+
+    def dies_after_the_first_block(texts, *args, **kwargs):
+        if seen["texts"] >= WRITE_BLOCK:
+            raise KeyboardInterrupt
+        seen["texts"] += len(texts)
+        return real_encode(texts, *args, **kwargs)
+
+    embedder.encode = dies_after_the_first_block
+    with pytest.raises(KeyboardInterrupt):
+        build_index(settings, embedder=embedder, show_progress=False)
+    corpus_rows = len(_read_jsonl(root / "data" / "corpus.jsonl"))
     index = _cli(config, "index")
     assert index.exit_code == 0, index.output
     index_manifest = json.loads((root / "index" / "index_manifest.json").read_text(encoding="utf-8"))
     assert index_manifest["writer"] == "process"
-    assert index_manifest["counts"]["entries"] == len(_read_jsonl(root / "data" / "corpus.jsonl"))
+    counts = index_manifest["counts"]
+    assert counts["entries"] == corpus_rows  # every row once: nothing lost, nothing twice
+    assert counts["unchanged"] >= WRITE_BLOCK and counts["added"] == corpus_rows - counts["unchanged"]
 
     # sft retrieves a hybrid context for every training row (the call that crashed) before its first step.
     sft = _cli(config, "sft", "--run", "big")
