@@ -200,12 +200,19 @@ def _is_non_name(word: str) -> bool:
     return low in EPONYMS_EN or low in CAPITALIZED_NON_NAMES or low.rstrip("s'’") in EPONYMS_EN
 
 
-def _trim_non_names(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Shrink a candidate name span so it starts and ends on a word that can be a name."""
+def _trim_non_names(text: str, start: int, end: int, eponym_tail: bool = False) -> tuple[int, int] | None:
+    """Shrink a candidate name span so it starts and ends on a word that can be a name.
+
+    `eponym_tail`: a last word that is an eponym stays unless its medical sense follows ("Liam Parkinson next
+    week" is a person, "... Parkinson disease" is not); capitalized non-names are always trimmed."""
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"[A-Za-z][\w'’.-]*", text[start:end])]
     while words and _is_non_name(text[words[0][0] : words[0][1]].rstrip(".")):
         words.pop(0)
-    while words and _is_non_name(text[words[-1][0] : words[-1][1]].rstrip(".")):
+    while words and _is_non_name(last := text[words[-1][0] : words[-1][1]].rstrip(".")):
+        if eponym_tail and len(words) > 1 and last.lower() not in CAPITALIZED_NON_NAMES and not _medical_after(
+            text, words[-1][1]
+        ):
+            break
         words.pop()
     if not words:
         return None
@@ -256,6 +263,27 @@ def _strong_span(text: str, start: int, end: int, *, title: bool) -> tuple[int, 
             words.pop()
         else:
             break
+    return words[0][0], words[-1][1]
+
+
+def _first_name_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A capitalized run that starts with a known first name: the words after it are the surname even when
+    they are eponyms or common words ("John Smith", "Mary Baker"), unless the medical sense follows
+    ("... Baker's cyst") or they are ordinary words; a first name that is itself an eponym in its medical
+    sense ("Addison disease") is no person."""
+    words = _words(text, start, end)
+    first = text[words[0][0] : words[0][1]]
+    if _is_non_name(first) and _medical_after(text, words[0][1]):
+        return None
+    while len(words) > 1:
+        w_start, w_end = words[-1]
+        last = text[w_start:w_end].rstrip(".")
+        if _ordinary(last) or last.lower() in MEDICAL_HEADS or (_is_non_name(last) and _medical_after(text, w_end)):
+            words.pop()
+        else:
+            break
+    if len(words) == 1 and _is_non_name(first):
+        return None
     return words[0][0], words[-1][1]
 
 
@@ -311,15 +339,16 @@ def find_names_en(text: str) -> Iterator[Span]:
             yield m.start(), span[1], "NAME"
     names = first_names_en()
     for m in CAP_RUN_RE.finditer(text):
-        first = m.group(1)
-        if first in names:
-            span = _trim_non_names(text, m.start(), m.end())
+        # A known first name anywhere in the run starts a name ("Patient John Smith": the run starts at Patient).
+        at = next((w for w in _words(text, m.start(), m.end()) if text[w[0] : w[1]].rstrip(".") in names), None)
+        if at is not None:
+            span = _first_name_span(text, at[0], m.end())
             if span:
                 yield span[0], span[1], "NAME"
             continue
         if _at_sentence_start(text, m.start()):
             continue
-        span = _trim_non_names(text, m.start(), m.end())
+        span = _trim_non_names(text, m.start(), m.end(), eponym_tail=True)
         if span and " " in text[span[0] : span[1]] and not _title_case_term(text[span[0] : span[1]]):
             yield span[0], span[1], "NAME"
 

@@ -385,11 +385,21 @@ def _extend_names(text: str, spans: list[Span]) -> list[Span]:
                 if could_be_surname(word) or _has_first_name_parse(word):
                     grown.append((before.start(1), end, "NAME"))
             after = WORD_AFTER_RE.match(text, end)
-            if after and word_kind(after.group(1))[0] == "name" and after.group(1).lower() not in NON_NAMES_RU:
+            if after and after.group(1).lower() not in NON_NAMES_RU and (
+                word_kind(after.group(1))[0] == "name"
+                # after a first name a capitalized word is the surname, even an eponym ("Мария Даун")
+                or (_ends_with_first_name(text, start, end) and after.group(1)[:1].isupper()
+                    and (could_be_surname(after.group(1)) or _is_eponym_lemma(after.group(1))))
+            ):
                 grown.append((start, after.end(1), "NAME"))
         out.extend(grown)
         frontier = grown
     return out
+
+
+def _ends_with_first_name(text: str, start: int, end: int) -> bool:
+    words = text[start:end].split()
+    return bool(words) and _has_first_name_parse(words[-1].strip(".,"))
 
 
 @lru_cache(maxsize=50_000)
