@@ -47,6 +47,7 @@ class RunData:
     # what produced the run (`fingerprint.json` / summary.json["fingerprint"]): {"digest", "parts"}, or None
     fingerprint: dict | None = None
     notes: list[str] = field(default_factory=list)   # how a metric was derived (shown in the report)
+    inputs: list[str | None] = field(default_factory=list)  # the finding/question, for the report's example rows
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,7 +63,7 @@ class RunData:
             ref_fields={k: pick(v) for k, v in self.ref_fields.items()},
             retrieved_ids=pick(self.retrieved_ids), gold_ids=pick(self.gold_ids), lines=pick(self.lines),
             errors=self.errors, summary=self.summary, warnings=self.warnings, fingerprint=self.fingerprint,
-            notes=self.notes,
+            notes=self.notes, inputs=pick(self.inputs) if self.inputs else [],
         )
 
 
@@ -199,6 +200,7 @@ def load_run(path: Path, cfg, name: str | None = None) -> RunData:
         run.lines.append(lineno)
         run.predictions.append("" if prediction is None else str(prediction))
         run.references.append(_clean(row.get(cfg.reference_column)))
+        run.inputs.append(_clean(row.get("input")))
         parsed = _as_parsed(row.get("parsed"))
         run.parsed.append(parsed)
         run.parse_ok.append(_as_bool(row.get("parse_ok")) if "parse_ok" in row else None)

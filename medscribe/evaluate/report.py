@@ -148,6 +148,68 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list]]]:
     return sections
 
 
+EXAMPLES_PER_KIND = 5
+EXAMPLE_CHARS = 300  # longer texts are cut in the report (rows.csv keeps them whole)
+
+Section = tuple[str, list[str], list[list]]
+
+
+def example_sections(report: dict, runs, scores, n: int = EXAMPLES_PER_KIND) -> list[Section]:
+    """What the models actually wrote: per compared run, its n worst and n best rows by the primary metric and
+    a fixed random sample of n (seeded like the bootstrap), each with the input, the reference and every
+    run's answer side by side, so a reader can check the aggregate numbers against real answers."""
+    import random
+
+    import numpy as np
+
+    metric = report.get("primary_metric")
+    names = [run.name for run in runs]
+    base = report.get("baseline") or names[0]
+    compared = [i for i, name in enumerate(names) if name != base] or [0]
+    header = ["id", "input", "reference", *[f"{name}" for name in names], f"{metric} ({{run}})"]
+    out: list[Section] = []
+    for i in compared:
+        values = scores[i].per_row.get(metric) if metric else None
+        if values is None:
+            continue
+        scored = [r for r in range(len(values)) if not np.isnan(values[r])]
+        if not scored:
+            continue
+        order = sorted(scored, key=lambda r: (values[r], runs[i].ids[r]))
+        rng = random.Random(report.get("bootstrap", {}).get("seed", 0))
+        sample = sorted(rng.sample(scored, min(n, len(scored))), key=lambda r: runs[i].ids[r])
+        for kind, rows in (("worst", order[:n]), ("best", order[::-1][:n]), ("random sample", sample)):
+            title = f"{names[i]}: {kind} {len(rows)} rows by {metric} (answers of every run side by side)"
+            out.append((title, [h.replace("{run}", names[i]) for h in header], [
+                [runs[i].ids[r], _cut(runs[0].inputs[r] if runs[0].inputs else None), _cut(runs[0].references[r]),
+                 *[_cut(run.predictions[r]) for run in runs], _fmt(float(values[r]))]
+                for r in rows
+            ]))
+    return _scrubbed(out)
+
+
+def _scrubbed(sections: list[Section]) -> list[Section]:
+    """Reports travel (e-mail, slides): every text cell is PHI-scrubbed once more, model answers included (a
+    model can write a name it saw in pretraining even though its training data was scrubbed)."""
+    from medscribe.phi import Scrubber
+
+    cells = [(s, r, c) for s, (_t, _h, rows) in enumerate(sections) for r, row in enumerate(rows)
+             for c in range(1, len(row) - 1)]
+    if not cells:
+        return sections
+    clean = iter(Scrubber().scrub_texts([sections[s][2][r][c] for s, r, c in cells]))
+    for s, r, c in cells:
+        sections[s][2][r][c] = next(clean)
+    return sections
+
+
+def _cut(text: str | None) -> str:
+    if text is None:
+        return "–"
+    text = " ".join(str(text).split())
+    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
+
+
 def _delta(d: dict | None) -> str:
     return f"{_fmt(d['delta'])} [{_fmt(d['low'])}, {_fmt(d['high'])}] p={_fmt(d['p_value'])}" if d else "–"
 
@@ -159,7 +221,7 @@ def _provenance(fingerprint: dict | None) -> list[str]:
     return [fingerprint["digest"], str(parts.get("mode") or "–"), str(parts.get("input") or "–")]
 
 
-def write_html(report: dict, plots: list[Path], target: Path) -> Path:
+def write_html(report: dict, plots: list[Path], target: Path, examples: list[Section] = ()) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>medscribe eval</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
@@ -167,7 +229,9 @@ def write_html(report: dict, plots: list[Path], target: Path) -> Path:
         f"<h1>medscribe eval: {html.escape(report['name'])}</h1>",
         "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in _notes(report)) + "</ul>",
     ]
-    for title, header, rows in _sections(report):
+    for title, header, rows in [*_sections(report), *examples]:
+        if not rows:
+            continue  # an empty table says nothing
         parts.append(f"<h2>{html.escape(title)}</h2><table><tr>")
         parts += [f"<th>{html.escape(str(h))}</th>" for h in header]
         parts.append("</tr>")
@@ -180,9 +244,11 @@ def write_html(report: dict, plots: list[Path], target: Path) -> Path:
     return atomic_write_text(target, "".join(parts))
 
 
-def write_markdown(report: dict, plots: list[Path], target: Path) -> Path:
+def write_markdown(report: dict, plots: list[Path], target: Path, examples: list[Section] = ()) -> Path:
     lines = [f"# medscribe eval: {report['name']}", "", *[f"- {note}" for note in _notes(report)], ""]
-    for title, header, rows in _sections(report):
+    for title, header, rows in [*_sections(report), *examples]:
+        if not rows:
+            continue
         lines += [f"## {title}", "", "| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
         lines.append("")

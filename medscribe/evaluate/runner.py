@@ -325,10 +325,11 @@ def write_outputs(result: EvalResult, runs, scores, cfg) -> list[Path]:
     if png:
         plots.append(png)
     files += plots
+    examples = reporting.example_sections(report, runs, scores)
     if "html" in cfg.report_formats:
-        files.append(reporting.write_html(report, plots, out / "report.html"))
+        files.append(reporting.write_html(report, plots, out / "report.html", examples))
     if "md" in cfg.report_formats:
-        files.append(reporting.write_markdown(report, plots, out / "report.md"))
+        files.append(reporting.write_markdown(report, plots, out / "report.md", examples))
     return files
 
 

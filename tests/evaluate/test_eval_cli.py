@@ -74,11 +74,28 @@ def test_single_run_writes_everything(work):
     assert any(k.startswith("meteor") for k in m)
     assert (rep / "by_specialty.png").read_bytes()[:4] == b"\x89PNG"
     html = (rep / "report.html").read_text(encoding="utf-8")
-    assert "data:image/png;base64," in html and "Киста" not in html  # plots embedded, no row text
+    assert "data:image/png;base64," in html  # plots embedded
+    # what the model wrote, side by side with the input and the reference: worst, best and a fixed sample
+    for kind in ("worst", "best", "random sample"):
+        assert f"tuned: {kind} 5 rows by rougeL" in html
+    assert "Киста печени 12 мм." in html and "описание" in html
+    assert "tuned: worst 5 rows" in (rep / "report.md").read_text(encoding="utf-8")
     with open(rep / "rows.csv", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12 and rows[0]["rougeL"] == "1.0000"
     assert "rougeL" in out and "tuned" in out
+
+
+def test_report_examples_are_scrubbed_and_empty_tables_left_out(work):
+    base = write_run(work / "base", correct_every=3)
+    tuned = write_run(work / "tuned", correct_every=2, extra={"prediction": "Звонила Иванова Мария Петровна"})
+    result, out = invoke(base, tuned, "--metrics", LEXICAL, "--out", work / "ex", "--bootstrap-samples", "50")
+    assert result.exit_code == 0, out
+    html = (work / "ex" / "report.html").read_text(encoding="utf-8")
+    md = (work / "ex" / "report.md").read_text(encoding="utf-8")
+    assert "tuned: worst 5 rows by rougeL" in md and "base: worst" not in md  # examples per compared run
+    assert "Иванова" not in html and "Иванова" not in md and "[NAME]" in md
+    assert "</th></tr></table>" not in html  # no table that is a header alone
 
 
 def test_compare_two_runs_and_gates(work):
