@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from medscribe.errors import UsageError
@@ -277,12 +278,15 @@ def encode_example(example: dict, tokenizer: Any) -> dict:
             "sft needs a fast (Rust) tokenizer for exact answer-only labels; the base model has a slow one"
         )
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    spans = [*earlier, (start, end)]
-    labels = [
-        token if any(tok_start < e and tok_end > s for s, e in spans) else IGNORE_INDEX
-        for token, (tok_start, tok_end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-    ]
-    return {"input_ids": list(enc["input_ids"]), "labels": labels}
+    ids = list(enc["input_ids"])
+    # A token is labelled when its characters overlap an answer span. Vectorized: MedQuAD-size examples have
+    # thousands of tokens, and a Python test per token was most of sft's time before its first step.
+    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    inside = np.zeros(len(ids), dtype=bool)
+    for s, e in [*earlier, (start, end)]:
+        inside |= (offsets[:, 0] < e) & (offsets[:, 1] > s)
+    labels = np.where(inside, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
+    return {"input_ids": ids, "labels": labels}
 
 
 def tokenize_examples(examples: Sequence[dict], tokenizer: Any, max_length: int) -> tuple[list[dict], dict]:

@@ -81,10 +81,16 @@ def test_trainer_batches_carry_the_same_labels(tiny_model_dir, tmp_path):
     trainer = build_trainer(model, tok, settings.sft, setup, tmp_path / "run", rows, [], None)
     batch = next(iter(trainer.get_train_dataloader()))
     answers = {e["completion"][0]["content"] + "<|im_end|>" for e in examples}
-    seen = set()
-    for labels in batch["labels"].tolist():
-        seen.add(tok.decode([t for t in labels if t != IGNORE_INDEX]))
-    assert seen <= answers and len(seen) == len(batch["labels"])
+    # Padded batches hold one example per row; the CPU fast path's padding-free batch joins them in one row,
+    # each starting where its position ids restart at 0.
+    segments = []
+    positions = batch.get("position_ids")
+    for r, labels in enumerate(batch["labels"].tolist()):
+        starts = [0] if positions is None else [i for i, p in enumerate(positions[r].tolist()) if p == 0]
+        for a, b in zip(starts, [*starts[1:], len(labels)], strict=True):
+            segments.append(labels[a:b])
+    seen = [tok.decode([t for t in seg if t != IGNORE_INDEX]) for seg in segments]
+    assert set(seen) <= answers and len(set(seen)) == len(seen) == min(settings.sft.batch_size, len(rows))
     assert stats["loss_tokens"] == sum(sum(t != IGNORE_INDEX for t in r["labels"]) for r in rows)
 
 
