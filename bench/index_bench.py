@@ -16,7 +16,6 @@ Indexes the MedQuAD questions (16,407 real texts; answers kept as payload) with 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -35,25 +34,14 @@ RERUN_TARGET = 0.10  # unchanged rerun time relative to the first build
 
 
 def read_medquad(path: Path, limit: int | None) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
+    from benchdata import medquad_pairs
+
     rows = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            r = json.loads(line)
-            # MedQuAD's own ids repeat across collections (12,133 distinct for 16,407 pairs): add the line.
-            rows.append(
-                {
-                    "id": f"{r['id']}@{lineno}",
-                    "text": r["question"],
-                    "answer": r["answer"],
-                    "task": "qa",
-                    "specialty": r.get("source"),
-                    "source": "medquad",
-                    "split": "train",
-                }
-            )
-            if limit and len(rows) >= limit:
-                break
+    for r in medquad_pairs(path):
+        rows.append({"id": r["uid"], "text": r["question"], "answer": r["answer"], "task": "qa",
+                     "specialty": r.get("source"), "source": "medquad", "split": "train"})
+        if limit and len(rows) >= limit:
+            break
     return rows
 
 

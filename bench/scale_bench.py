@@ -20,7 +20,6 @@ The last line is the key figure; exit 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -183,11 +182,12 @@ def write_config(root: Path, **values) -> Path:
 
 
 def medquad_jsonl(source: Path, target: Path) -> Path:
-    """MedQuAD as a plain JSONL export with a line-unique id (its own ids repeat across collections)."""
-    with gzip.open(source, "rt", encoding="utf-8") as fh, open(target, "w", encoding="utf-8") as out:
-        for lineno, line in enumerate(fh, start=1):
-            r = json.loads(line)
-            row = {"id": f"{r['id']}@{lineno}", "question": r["question"], "answer": r["answer"],
+    """MedQuAD as a plain JSONL export (benchdata.medquad_pairs gives the line-unique id)."""
+    from benchdata import medquad_pairs
+
+    with open(target, "w", encoding="utf-8") as out:
+        for r in medquad_pairs(source):
+            row = {"id": r["uid"], "question": r["question"], "answer": r["answer"],
                    "specialty": r.get("source") or "unknown"}
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return target

@@ -41,7 +41,7 @@ def model_resolves_offline(name: str) -> tuple[bool, str]:
     if path.exists():
         has_config = (path / "config.json").is_file() or (path / "modules.json").is_file()
         return has_config, f"local folder{'' if has_config else ' without config.json/modules.json'}"
-    if name.count("/") > 1 or name.startswith((".", "~", "/")) or path.is_absolute():
+    if name.count("/") > 1 or name.startswith((".", "~")) or path.is_absolute():
         return False, "no such local path"
     try:
         from huggingface_hub import try_to_load_from_cache

@@ -104,13 +104,9 @@ def report_unexpected(exc: BaseException, ctx: Any = None) -> Path:
     err_console.print(f"[red]error: [/red]{line}", markup=True, highlight=False, soft_wrap=True)
     if log is not None:
         err_console.print(f"  traceback: {log} (-v prints it here)", highlight=False, soft_wrap=True)
-    if verbose_flag(root):
+    if root is not None and verbose(root):
         err_console.print(trace, markup=False, highlight=False, soft_wrap=True)
     return log or Path(tempfile.gettempdir())
-
-
-def verbose_flag(root) -> bool:
-    return bool(((root.obj or {}) if root is not None else {}).get("verbose"))
 
 
 def load_settings(ctx: typer.Context, flags: dict[str, Any] | None = None):
