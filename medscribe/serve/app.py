@@ -189,26 +189,28 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
         except ApiError as exc:
             return error_response(exc, rid)
 
+    def key_refusal(request: Request) -> Response | None:
+        """The error response when the request lacks the API key, else None (endpoints with no other checks)."""
+        try:
+            check_key(request)
+        except ApiError as exc:
+            return error_response(exc, new_id())
+        return None
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "models": list(by_name), "queue_depth": engine.depth}
 
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> Response:
-        rid = new_id()
-        try:
-            check_key(request)
-        except ApiError as exc:
-            return error_response(exc, rid)
+        if (refused := key_refusal(request)) is not None:
+            return refused
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        rid = new_id()
-        try:
-            check_key(request)
-        except ApiError as exc:
-            return error_response(exc, rid)
+        if (refused := key_refusal(request)) is not None:
+            return refused
         created = int(time.time())
         return JSONResponse({"object": "list", "data": [
             {"id": m.name, "object": "model", "created": created, "owned_by": "medscribe", "medscribe_kind": m.kind}
