@@ -196,6 +196,27 @@ class AskSection(Section):
     copy_threshold: float | None = Field(default=None, ge=-1, le=1)
 
 
+class SftStageSection(Section):
+    """One stage of an sft curriculum (`[[sft.stages]]`, medscribe/sft/curriculum.py): trained after the stage
+    before it, on the same adapter (or, after a stage with `merge = true`, a fresh adapter on the merged model).
+    Unset values are the `[sft]` ones."""
+
+    name: str = Field(pattern=r"^[\w.-]+$")
+    # Split file (JSONL rows like paths.data/train.jsonl); None = paths.data/train.jsonl. Relative to the cwd.
+    data: str | None = None
+    # Row field -> values kept (e.g. {task = ["qa"]}, {organ = ["печень"]}); {} = every row.
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    # single: rows with one user turn (report/qa, two-turn dialogues); multi: dialogues with earlier turns.
+    turns: Literal["any", "single", "multi"] = "any"
+    epochs: float | None = Field(default=None, gt=0)
+    max_steps: int | None = None
+    learning_rate: float | None = Field(default=None, gt=0)
+    target_modules: list[str] | None = None  # may differ from the stage before only after a merge
+    rag_context: bool | None = None
+    # Merge this stage's adapter into its base (16-bit); the next stage trains a fresh adapter on the merged model.
+    merge: bool = False
+
+
 class SftSection(Section):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
     base_model: str = "Qwen/Qwen2.5-7B-Instruct"
@@ -247,6 +268,17 @@ class SftSection(Section):
     remote_base_url: str | None = None
     remote_model: str = "gpt-4o-mini-2024-07-18"
     remote_poll_s: float = Field(default=30.0, gt=0)
+    # A curriculum: stages trained one after another in one run ([[sft.stages]], docs/sft.md); [] = one plain run.
+    stages: list[SftStageSection] = Field(default_factory=list)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stage_names(cls, stages: list[SftStageSection]) -> list[SftStageSection]:
+        names = [s.name for s in stages]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stage names must be unique ({', '.join(twice)} repeated)")
+        return stages
 
 
 EvalMetric = Literal[

@@ -61,6 +61,12 @@ def command(
     manifest = run_sft(settings, resume=resume, merge=merge, console=console)
     if manifest["is_main_process"]:  # one table under torchrun, not one per rank
         console.print(summary_table(manifest))
+        if manifest.get("stages"):
+            from medscribe.sft.curriculum import stages_table
+
+            console.print(stages_table(manifest))
+        if manifest.get("serve"):
+            console.print(f"serve it with: {manifest['serve']['command']}", highlight=False)
 
 
 @app.command("remote")

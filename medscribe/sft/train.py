@@ -74,6 +74,10 @@ def run_sft(
     """Train a LoRA adapter; return (and write) the run manifest. `retriever` overrides the index for RAG data."""
     from medscribe.sft.backends import choose_setup, resolve_base_model
 
+    if settings.sft.stages:  # a curriculum / two-stage LoRA: one run folder, stage after stage (curriculum.py)
+        from medscribe.sft.curriculum import run_curriculum
+
+        return run_curriculum(settings, run=run, resume=resume, retriever=retriever, merge=merge, console=console)
     sft = settings.sft
     # Under torchrun/accelerate every rank runs this; only rank 0 talks and writes the run's files.
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -105,23 +109,7 @@ def run_sft(
     for note in setup.notes:
         say(f"[yellow]warning:[/yellow] {note}", highlight=False)
 
-    from medscribe.sft.backends import load_model
-
-    try:
-        model, tokenizer = load_model(sft, setup, model_path)
-    except (UsageError, RuntimeFailure):
-        raise
-    except ValueError as exc:
-        # e.g. PEFT refusing target modules after our check, bitsandbytes refusing this hardware
-        raise RuntimeFailure(f"loading {sft.base_model} for {setup.backend} failed: {str(exc)[:200]}") from None
-    from medscribe.sft.backends import loaded_summary
-
-    loaded = loaded_summary(model)
-    if setup.quantization == "nf4" and not loaded["linear_4bit_layers"]:
-        # The backend accepted load_in_4bit but loaded full-precision weights: say so, never pass it off as QLoRA.
-        setup.quantization = "none (4-bit requested, not applied by the backend)"
-        setup.notes.append(f"{setup.backend}: sft.load_in_4bit = true, but the loaded model has no 4-bit layers")
-        say(f"[yellow]warning:[/yellow] {setup.notes[-1]}", highlight=False)
+    model, tokenizer, loaded = load_for_training(sft, setup, model_path, say)
 
     from medscribe.sft.dataset import tokenize_examples
 
@@ -207,13 +195,34 @@ def run_sft(
     return manifest
 
 
+def load_for_training(sft: Any, setup: Any, model_path: str, say: Any) -> tuple[Any, Any, dict]:
+    """(PEFT model, tokenizer, loaded_summary) for `setup`; load errors become one-line failures, and a 4-bit
+    load the backend did not apply is recorded in `setup` and said (curriculum.py loads through here too)."""
+    from medscribe.sft.backends import load_model, loaded_summary
+
+    try:
+        model, tokenizer = load_model(sft, setup, model_path)
+    except (UsageError, RuntimeFailure):
+        raise
+    except ValueError as exc:
+        # e.g. PEFT refusing target modules after our check, bitsandbytes refusing this hardware
+        raise RuntimeFailure(f"loading {sft.base_model} for {setup.backend} failed: {str(exc)[:200]}") from None
+    loaded = loaded_summary(model)
+    if setup.quantization == "nf4" and not loaded["linear_4bit_layers"]:
+        # The backend accepted load_in_4bit but loaded full-precision weights: say so, never pass it off as QLoRA.
+        setup.quantization = "none (4-bit requested, not applied by the backend)"
+        setup.notes.append(f"{setup.backend}: sft.load_in_4bit = true, but the loaded model has no 4-bit layers")
+        say(f"[yellow]warning:[/yellow] {setup.notes[-1]}", highlight=False)
+    return model, tokenizer, loaded
+
+
 def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool, is_main: bool) -> dict:
     """Chat examples for train and eval, cached in <run>/examples.json.
 
     The cache makes a resumed run train on exactly the prompts (and retrieved context) it started with, and
     under torchrun only rank 0 queries the index (ChromaDB is not multi-process safe): the other ranks wait
     for rank 0's file."""
-    from medscribe.sft.dataset import answer_linked_tasks, build_examples, check_reasoning, load_records
+    from medscribe.sft.dataset import check_reasoning, load_records
 
     cache = run_dir / "examples.json"
     launch = os.environ.get("TORCHELASTIC_RUN_ID", "")  # same for all ranks of one torchrun/accelerate launch
@@ -235,6 +244,16 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
         eval_records = eval_records[: sft.max_eval_samples]
     check_reasoning(train_records, data_dir / "train.jsonl", settings.prompt)
     check_reasoning(eval_records, data_dir / "eval.jsonl", settings.prompt)
+    examples = {"launch": launch, **split_examples(settings, sft, train_records, eval_records, retriever)}
+    atomic_write_json(cache, examples)
+    return examples
+
+
+def split_examples(settings: Any, sft: Any, train_records: list, eval_records: list, retriever: Any) -> dict:
+    """{"train": (examples, stats), "eval": (...)} with retrieved context when `sft.rag_context` (the index is
+    opened when no retriever is given). curriculum.py builds each stage's examples through here."""
+    from medscribe.sft.dataset import answer_linked_tasks, build_examples
+
     if sft.rag_context and retriever is None:
         retriever = _open_retriever(settings)
     rag = retriever if sft.rag_context else None
@@ -244,13 +263,10 @@ def training_examples(settings: Any, run_dir: Path, retriever: Any, reuse: bool,
     # Context shows what serving a test row can retrieve: the data split key decides whether that ever holds
     # the row's own answer (dataset.answer_linked_tasks).
     linked = answer_linked_tasks(settings.data)
-    examples = {
-        "launch": launch,
+    return {
         "train": build_examples(train_records, settings.prompt, rag, rag_k, filters, linked),
         "eval": build_examples(eval_records, settings.prompt, rag, rag_k, filters, linked),
     }
-    atomic_write_json(cache, examples)
-    return examples
 
 
 def _open_retriever(settings: Any) -> Any:
