@@ -268,6 +268,22 @@ class SftSection(Section):
     remote_base_url: str | None = None
     remote_model: str = "gpt-4o-mini-2024-07-18"
     remote_poll_s: float = Field(default=30.0, gt=0)
+    # "sft": train on answers; "dpo" / "orpo": preference tuning on chosen/rejected pairs (sft/prefer.py).
+    method: Literal["sft", "dpo", "orpo"] = "sft"
+    # dpo/orpo: start from this SFT run folder or adapter folder (DPO's frozen reference); None = the base model.
+    init_adapter: str | None = None
+    # dpo/orpo pairs: a JSONL/CSV file (prompt/chosen/rejected) ...
+    pairs_file: str | None = None
+    # ... with its columns renamed: {prompt = "question", chosen = "good", rejected = "bad", id = "row_id"}
+    pairs_columns: dict[str, str] = Field(default_factory=dict)
+    # ... or built from an eval output folder (or an ask run folder): chosen = reference, rejected = the model's
+    # own answer where pairs_metric < pairs_threshold
+    pairs_eval: str | None = None
+    pairs_eval_run: str | None = None  # which run of the eval folder (default: the last one compared)
+    pairs_metric: str = "token_f1"
+    pairs_threshold: float = 0.5
+    pairs_eval_fraction: float = Field(default=0.1, ge=0, lt=1)  # pairs held out for eval loss / reward margins
+    beta: float = Field(default=0.1, gt=0)  # DPO: deviation from the reference; ORPO: weight of the odds ratio
     # A curriculum: stages trained one after another in one run ([[sft.stages]], docs/sft.md); [] = one plain run.
     stages: list[SftStageSection] = Field(default_factory=list)
 

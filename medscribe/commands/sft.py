@@ -42,6 +42,14 @@ def command(
     packing: bool | None = typer.Option(None, "--packing/--no-packing", help="sft.packing"),
     rag_context: bool | None = typer.Option(None, "--rag/--no-rag", help="Retrieved cases in training prompts."),
     eval_steps: int | None = typer.Option(None, "--eval-steps", help="sft.eval_steps (also the checkpoint interval)."),
+    method: str | None = typer.Option(None, "--method", help="sft | dpo | orpo (sft.method; dpo/orpo train on pairs)."),
+    init_adapter: str | None = typer.Option(None, "--init-adapter", help="dpo/orpo: start from this SFT run/adapter."),
+    pairs: str | None = typer.Option(None, "--pairs", help="dpo/orpo: JSONL/CSV of prompt/chosen/rejected."),
+    pairs_eval: str | None = typer.Option(
+        None, "--pairs-from-eval", help="dpo/orpo: pairs from an eval folder or ask run (sft.pairs_eval)."),
+    pairs_threshold: float | None = typer.Option(
+        None, "--pairs-threshold", help="sft.pairs_threshold: answers below it on sft.pairs_metric give pairs."),
+    beta: float | None = typer.Option(None, "--beta", help="sft.beta (DPO / ORPO)."),
 ) -> None:
     """Train a LoRA adapter on paths.data/train.jsonl (eval.jsonl for evaluation and early stopping)."""
     if ctx.invoked_subcommand is not None:
@@ -52,6 +60,8 @@ def command(
             "max_steps": max_steps, "learning_rate": learning_rate, "batch_size": batch_size,
             "grad_accum": grad_accum, "lora_r": lora_r, "max_seq_length": max_seq_length, "packing": packing,
             "rag_context": rag_context, "eval_steps": eval_steps, "run_name": run,
+            "method": method, "init_adapter": init_adapter, "pairs_file": pairs, "pairs_eval": pairs_eval,
+            "pairs_threshold": pairs_threshold, "beta": beta,
         }
     }
     settings = load_settings(ctx, flags)
@@ -59,7 +69,11 @@ def command(
     from medscribe.sft.trainer import summary_table
 
     manifest = run_sft(settings, resume=resume, merge=merge, console=console)
-    if manifest["is_main_process"]:  # one table under torchrun, not one per rank
+    if manifest["is_main_process"] and manifest.get("method") in ("dpo", "orpo"):
+        from medscribe.sft.prefer_trainer import summary_table as prefer_table
+
+        console.print(prefer_table(manifest))
+    elif manifest["is_main_process"]:  # one table under torchrun, not one per rank
         console.print(summary_table(manifest))
         if manifest.get("stages"):
             from medscribe.sft.curriculum import stages_table

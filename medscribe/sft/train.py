@@ -74,6 +74,10 @@ def run_sft(
     """Train a LoRA adapter; return (and write) the run manifest. `retriever` overrides the index for RAG data."""
     from medscribe.sft.backends import choose_setup, resolve_base_model
 
+    if settings.sft.method in ("dpo", "orpo"):  # preference tuning on chosen/rejected pairs (prefer.py)
+        from medscribe.sft.prefer import run_prefer
+
+        return run_prefer(settings, run=run, resume=resume, retriever=retriever, merge=merge, console=console)
     if settings.sft.stages:  # a curriculum / two-stage LoRA: one run folder, stage after stage (curriculum.py)
         from medscribe.sft.curriculum import run_curriculum
 
