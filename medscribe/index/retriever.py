@@ -160,14 +160,21 @@ class Retriever:
         fused = bool(self.options.hybrid or self.options.rerank_model)
         n = max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES) if fused else k
 
-        candidates = self._dense(vectors, per_filter, excludes, n)
+        # Hybrid search knows every entry's record id (BM25 holds the corpus): dense candidates then need only
+        # ids and distances, and texts/metadata are fetched for the hits kept (k of n), which for 14k MedQuAD
+        # training rows was most of Chroma's time (long answers in the metadata of 21 candidates per query).
+        record_of = self._lexical_index().record_ids if self.options.hybrid else None
+        candidates = self._dense(vectors, per_filter, excludes, n, record_of)
         if self.options.hybrid:
             candidates = self._hybrid(queries, vectors, candidates, per_filter, excludes, n)
         if self.options.threshold is not None:
             candidates = [[c for c in cands if c["score"] >= self.options.threshold] for cands in candidates]
         if self.options.rerank_model:
+            self._fill(candidates)
             candidates = self._rerank(queries, candidates)
-        results = [[self._to_hit(c) for c in cands[:k]] for cands in candidates]
+        candidates = [cands[:k] for cands in candidates]
+        self._fill(candidates)
+        results = [[self._to_hit(c) for c in cands] for cands in candidates]
         if self.options.siblings:
             results = [[self._with_siblings(h) for h in hits] for hits in results]
         return results
@@ -203,10 +210,34 @@ class Retriever:
             raise UsageError(f"{name}: {len(value)} given for {n} queries (give one per query, or one dict for all)")
         return value
 
-    def _dense(self, vectors, per_filter, excludes, n: int) -> list[list[dict[str, Any]]]:
+    def _lexical_index(self) -> LexicalIndex:
+        with self._lazy_lock:
+            if self._lexical is None:
+                self._lexical = LexicalIndex.from_collection(self.collection)
+        return self._lexical
+
+    def _fill(self, candidates: list[list[dict[str, Any]]]) -> None:
+        """Text and metadata of candidates that have only an id and a score (one bounded get for all)."""
+        missing = sorted({c["cid"] for cands in candidates for c in cands if "meta" not in c})
+        if not missing:
+            return
+        got = store.get_by_ids(self.collection, missing, ["documents", "metadatas"])
+        found = {cid: (doc or "", meta or {}) for cid, doc, meta in
+                 zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        for cands in candidates:
+            for c in cands:
+                if "meta" not in c:
+                    # An entry deleted since the query (a rebuild in another process) keeps an empty text.
+                    c["text"], c["meta"] = found.get(c["cid"], ("", {}))
+
+    def _dense(self, vectors, per_filter, excludes, n: int, record_of: dict[str, str] | None = None
+               ) -> list[list[dict[str, Any]]]:
         """Cosine top-n per query; queries sharing a filter go to Chroma together (store.query_bounded cuts the
         calls to sizes Chroma accepts). Excluded ids are over-fetched and dropped; a query that still has
-        fewer than n is asked again with twice as many results (until the whole index was seen)."""
+        fewer than n is asked again with twice as many results (until the whole index was seen).
+
+        With `record_of` (entry id -> record id) or nothing to exclude, candidates carry only cid and score
+        (`_fill` adds text and metadata later); otherwise Chroma returns their metadata to find record ids."""
         out: list[list[dict[str, Any]]] = [[] for _ in per_filter]
         groups: dict[str, list[int]] = {}
         for i, f in enumerate(per_filter):
@@ -223,19 +254,22 @@ class Retriever:
                     by_want.setdefault(want[i], []).append(i)
                 again = []
                 for size, part in by_want.items():
-                    got = store.query_bounded(
-                        self.collection, vectors[part], size, where, ["documents", "metadatas", "distances"]
-                    )
+                    lean = record_of is not None or not any(excludes[i] for i in part)
+                    include = ["distances"] if lean else ["documents", "metadatas", "distances"]
+                    got = store.query_bounded(self.collection, vectors[part], size, where, include)
                     for row, i in enumerate(part):
                         cands = []
-                        for cid, doc, meta, dist in zip(
-                            got["ids"][row], got["documents"][row], got["metadatas"][row], got["distances"][row],
-                            strict=False,
-                        ):
-                            meta = meta or {}
+                        for j, (cid, dist) in enumerate(zip(got["ids"][row], got["distances"][row], strict=True)):
+                            if lean:
+                                if excludes[i] and record_of.get(cid, cid) in excludes[i]:
+                                    continue
+                                cands.append({"cid": cid, "score": 1.0 - float(dist)})
+                                continue
+                            meta = got["metadatas"][row][j] or {}
                             if str(meta.get("record_id", cid)) in excludes[i]:
                                 continue
-                            cands.append({"cid": cid, "text": doc or "", "meta": meta, "score": 1.0 - float(dist)})
+                            doc = got["documents"][row][j] or ""
+                            cands.append({"cid": cid, "text": doc, "meta": meta, "score": 1.0 - float(dist)})
                         out[i] = cands[:n]
                         if len(cands) < n and len(got["ids"][row]) >= size and size < self.size:
                             want[i] = min(self.size, size * 2)
@@ -247,10 +281,7 @@ class Retriever:
         """Fuse dense and BM25 rankings (RRF); BM25-only candidates get their true cosine from stored vectors."""
         import numpy as np
 
-        with self._lazy_lock:
-            if self._lexical is None:
-                self._lexical = LexicalIndex.from_collection(self.collection)
-        lex = self._lexical
+        lex = self._lexical_index()
         # One mask per distinct filter (not per query); exclusions: over-fetch, then drop (as in _dense).
         mask_cache: dict[str, Any] = {}
         masks = []
@@ -269,26 +300,18 @@ class Retriever:
         for cands, ranked in zip(dense, lexical, strict=False):
             have = {c["cid"] for c in cands}
             missing.update(cid for cid, _ in ranked if cid not in have)
-        stored: dict[str, dict[str, Any]] = {}
-        if missing:
-            got = store.get_by_ids(self.collection, sorted(missing), ["embeddings", "documents", "metadatas"])
-            for cid, emb, doc, meta in zip(
-                got["ids"], got["embeddings"], got["documents"], got["metadatas"], strict=False
-            ):
-                stored[cid] = {"vec": np.asarray(emb, dtype=np.float32), "text": doc or "", "meta": meta or {}}
+        stored: dict[str, Any] = {}
+        if missing:  # vectors only: text and metadata come later for the hits kept (_fill)
+            got = store.get_by_ids(self.collection, sorted(missing), ["embeddings"])
+            for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
+                stored[cid] = np.asarray(emb, dtype=np.float32)
         out = []
         for i, (cands, ranked) in enumerate(zip(dense, lexical, strict=False)):
             by_id = {c["cid"]: c for c in cands}
             bm25 = dict(ranked)
             for cid, _ in ranked:
-                if cid not in by_id:
-                    s = stored[cid]
-                    by_id[cid] = {
-                        "cid": cid,
-                        "text": s["text"],
-                        "meta": s["meta"],
-                        "score": float(vectors[i] @ s["vec"]),
-                    }
+                if cid not in by_id and cid in stored:  # not stored: deleted since BM25 was built
+                    by_id[cid] = {"cid": cid, "score": float(vectors[i] @ stored[cid])}
             fused = reciprocal_rank_fusion([[c["cid"] for c in cands], [cid for cid, _ in ranked]])
             order = sorted(by_id, key=lambda cid: fused[cid], reverse=True)
             for cid in order:

@@ -263,8 +263,8 @@ def earlier_answer_spans(example: dict, tokenizer: Any, full_text: str) -> list[
     return spans
 
 
-def encode_example(example: dict, tokenizer: Any) -> dict:
-    """input_ids + labels (IGNORE_INDEX outside the answer spans) for one prompt/completion example."""
+def labelled_text(example: dict, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+    """(full chat text, character spans that carry loss) for one prompt/completion example."""
     prompt_text, full_text = render_texts(example, tokenizer)
     answer = example["completion"][0]["content"]
     start, end = answer_span(prompt_text, full_text, answer)
@@ -273,40 +273,63 @@ def encode_example(example: dict, tokenizer: Any) -> dict:
         # The template closes the turn with nothing: append EOS, or the model never learns to stop.
         full_text = full_text[:end] + tokenizer.eos_token + full_text[end:]
         end += len(tokenizer.eos_token)
+    return full_text, [*earlier, (start, end)]
+
+
+def _labels(ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """A token is labelled when its characters overlap a loss span. Vectorized: MedQuAD-size examples have
+    thousands of tokens, and a Python test per token was most of sft's time before its first step."""
+    ids_array = np.asarray(ids, dtype=np.int64)
+    offsets_array = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    inside = np.zeros(len(ids_array), dtype=bool)
+    for s, e in spans:
+        inside |= (offsets_array[:, 0] < e) & (offsets_array[:, 1] > s)
+    return np.where(inside, ids_array, IGNORE_INDEX)
+
+
+def _require_fast(tokenizer: Any) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise UsageError(
             "sft needs a fast (Rust) tokenizer for exact answer-only labels; the base model has a slow one"
         )
+
+
+def encode_example(example: dict, tokenizer: Any) -> dict:
+    """input_ids + labels (IGNORE_INDEX outside the answer spans) for one prompt/completion example."""
+    full_text, spans = labelled_text(example, tokenizer)
+    _require_fast(tokenizer)
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
-    # A token is labelled when its characters overlap an answer span. Vectorized: MedQuAD-size examples have
-    # thousands of tokens, and a Python test per token was most of sft's time before its first step.
-    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    inside = np.zeros(len(ids), dtype=bool)
-    for s, e in [*earlier, (start, end)]:
-        inside |= (offsets[:, 0] < e) & (offsets[:, 1] > s)
-    labels = np.where(inside, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
-    return {"input_ids": ids, "labels": labels}
+    return {"input_ids": ids, "labels": _labels(ids, enc["offset_mapping"], spans).tolist()}
+
+
+ENCODE_BATCH = 256  # texts per tokenizer call: one Rust call (parallel where tokenizers may use threads)
 
 
 def tokenize_examples(examples: Sequence[dict], tokenizer: Any, max_length: int) -> tuple[list[dict], dict]:
-    """Encode all examples; drop (and count) those longer than `max_length`.
+    """Encode all examples (what encode_example does, ENCODE_BATCH texts per tokenizer call); drop (and count)
+    those longer than `max_length`.
 
     Dropping, not truncating: a truncated answer would teach the model to stop mid-sentence, and a
     truncated prompt would train on an input the model never sees at serving time."""
-    rows, too_long, lengths = [], 0, []
-    for example in examples:
-        row = encode_example(example, tokenizer)
-        if len(row["input_ids"]) > max_length:
-            too_long += 1
-            continue
-        lengths.append(len(row["input_ids"]))
-        rows.append(row)
+    _require_fast(tokenizer)
+    rows, too_long, lengths, loss_tokens = [], 0, [], 0
+    for begin in range(0, len(examples), ENCODE_BATCH):
+        texts, spans = zip(*(labelled_text(e, tokenizer) for e in examples[begin:begin + ENCODE_BATCH]), strict=True)
+        enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        for ids, offsets, row_spans in zip(enc["input_ids"], enc["offset_mapping"], spans, strict=True):
+            if len(ids) > max_length:
+                too_long += 1
+                continue
+            labels = _labels(ids, offsets, row_spans)
+            loss_tokens += int((labels != IGNORE_INDEX).sum())
+            lengths.append(len(ids))
+            rows.append({"input_ids": list(ids), "labels": labels.tolist()})
     stats = {
         "examples": len(rows),
         "dropped_too_long": too_long,
         "tokens": sum(lengths),
         "max_tokens": max(lengths, default=0),
-        "loss_tokens": sum(sum(1 for t in r["labels"] if t != IGNORE_INDEX) for r in rows),
+        "loss_tokens": loss_tokens,
     }
     return rows, stats

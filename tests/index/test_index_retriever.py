@@ -163,10 +163,10 @@ def test_hybrid_candidate_in_another_querys_dense_list(make_settings, built, mon
     r = Retriever.open(make_settings(hybrid=True))
     real_dense = r._dense
 
-    def skewed(vectors, per_filter, excludes, n):
-        out = real_dense(vectors, per_filter, excludes, n)
-        liver = [c for c in out[0] if c["meta"].get("record_id") == "r-liver"]
-        return [out[0], [c for c in out[1] if c["meta"].get("record_id") != "r-liver"]] if liver else out
+    def skewed(vectors, per_filter, excludes, n, record_of):
+        out = real_dense(vectors, per_filter, excludes, n, record_of)
+        liver = [c for c in out[0] if record_of[c["cid"]] == "r-liver"]
+        return [out[0], [c for c in out[1] if record_of[c["cid"]] != "r-liver"]] if liver else out
 
     monkeypatch.setattr(r, "_dense", skewed)
     queries = ["гиподенсное образование печени", "киста печени"]
