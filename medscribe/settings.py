@@ -268,8 +268,9 @@ class SftSection(Section):
     remote_base_url: str | None = None
     remote_model: str = "gpt-4o-mini-2024-07-18"
     remote_poll_s: float = Field(default=30.0, gt=0)
-    # "sft": train on answers; "dpo" / "orpo": preference tuning on chosen/rejected pairs (sft/prefer.py).
-    method: Literal["sft", "dpo", "orpo"] = "sft"
+    # "sft": train on answers; "dpo" / "orpo": preference tuning on chosen/rejected pairs (sft/prefer.py);
+    # "distill": train on a teacher's answers to the training inputs (sft/distill.py, teacher_* below).
+    method: Literal["sft", "dpo", "orpo", "distill"] = "sft"
     # dpo/orpo: start from this SFT run folder or adapter folder (DPO's frozen reference); None = the base model.
     init_adapter: str | None = None
     # dpo/orpo pairs: a JSONL/CSV file (prompt/chosen/rejected) ...
@@ -284,6 +285,11 @@ class SftSection(Section):
     pairs_threshold: float = 0.5
     pairs_eval_fraction: float = Field(default=0.1, ge=0, lt=1)  # pairs held out for eval loss / reward margins
     beta: float = Field(default=0.1, gt=0)  # DPO: deviation from the reference; ORPO: weight of the odds ratio
+    # method = "distill": the teacher, asked through `ask` (openai: a server; local: a model folder + adapter).
+    teacher_backend: Literal["openai", "local"] = "openai"
+    teacher_model: str | None = None  # server model name / model folder; None = ask.model / ask.local_model
+    teacher_base_url: str | None = None  # openai: None = ask.base_url (key: MEDSCRIBE_ASK__API_KEY)
+    teacher_adapter: str | None = None  # local: a PEFT adapter folder of the teacher
     # A curriculum: stages trained one after another in one run ([[sft.stages]], docs/sft.md); [] = one plain run.
     stages: list[SftStageSection] = Field(default_factory=list)
 

@@ -42,7 +42,9 @@ def command(
     packing: bool | None = typer.Option(None, "--packing/--no-packing", help="sft.packing"),
     rag_context: bool | None = typer.Option(None, "--rag/--no-rag", help="Retrieved cases in training prompts."),
     eval_steps: int | None = typer.Option(None, "--eval-steps", help="sft.eval_steps (also the checkpoint interval)."),
-    method: str | None = typer.Option(None, "--method", help="sft | dpo | orpo (sft.method; dpo/orpo train on pairs)."),
+    method: str | None = typer.Option(
+        None, "--method", help="sft | dpo | orpo | distill (sft.method; dpo/orpo train on pairs, distill on a "
+        "teacher's answers: sft.teacher_*)."),
     init_adapter: str | None = typer.Option(None, "--init-adapter", help="dpo/orpo: start from this SFT run/adapter."),
     pairs: str | None = typer.Option(None, "--pairs", help="dpo/orpo: JSONL/CSV of prompt/chosen/rejected."),
     pairs_eval: str | None = typer.Option(

@@ -125,7 +125,7 @@ def plan_stages(settings: Any, run_dir: Path) -> list[StagePlan]:
             "eval_rows_selected": len(evals), "turns": stage.turns, "where": dict(stage.where)},
             run_dir / STAGES_DIR / stage.name)
         plans.append(plan)
-    for before, plan in zip(plans, plans[1:]):
+    for before, plan in zip(plans, plans[1:], strict=False):
         # One adapter keeps its modules; only a merge lets the next stage adapt others.
         if not before.stage.merge and list(before.sft.target_modules) != list(plan.sft.target_modules):
             raise UsageError(
@@ -233,8 +233,9 @@ def run_curriculum(settings: Any, run: str | None = None, resume: bool = False, 
             tokenized = _tokenize_rest(plans, plan.index, examples, tokenizer, sft.max_seq_length)
         train_rows, train_tok, eval_rows, eval_tok = tokenized[plan.name]
         checkpoint = last_checkpoint(plan.dir)
+        where = f", where {dict(plan.stage.where)}" if plan.stage.where else ""
         say(f"[bold]stage {plan.index + 1}/{len(plans)}[/bold] {plan.name}: {len(train_rows)} rows "
-            f"({plan.train_file.name}, turns {plan.stage.turns}{', where ' + str(dict(plan.stage.where)) if plan.stage.where else ''}) "
+            f"({plan.train_file.name}, turns {plan.stage.turns}{where}) "
             f"· lr {plan.sft.learning_rate} · "
             + (f"max_steps {plan.sft.max_steps}" if plan.sft.max_steps > 0 else f"epochs {plan.sft.epochs}")
             + (f" · resuming from {checkpoint.name}" if checkpoint else ""), highlight=False)
@@ -401,7 +402,8 @@ def _finish(settings: Any, run_dir: Path, plans: list[StagePlan], records: list[
     atomic_write_json(run_dir / "history.json", combined_history(run_dir, records))
     template = (adapter_dir / "chat_template.jinja")
     tokenizer_config = _read_json(adapter_dir / "tokenizer_config.json") or {}
-    template_text = template.read_text(encoding="utf-8") if template.is_file() else tokenizer_config.get("chat_template")
+    template_text = (template.read_text(encoding="utf-8") if template.is_file()
+                     else tokenizer_config.get("chat_template"))
 
     def total(kind: str, key: str) -> int:
         return sum(int(r["data"][kind].get(key) or 0) for r in records if "data" in r)
@@ -469,7 +471,9 @@ def stages_table(manifest: dict) -> Any:
         table.add_column(column)
     for r in manifest.get("stages", []):
         res = r["result"]
-        fmt = (lambda x: f"{x:.4f}" if isinstance(x, float) else str(x))
+        def fmt(x: Any) -> str:
+            return f"{x:.4f}" if isinstance(x, float) else str(x)
+
         table.add_row(r["name"], str(r.get("data", {}).get("train", {}).get("examples", "")),
                       f"{r['first_step']}-{r['last_step']}", str(r.get("settings", {}).get("learning_rate", "")),
                       fmt(res["final_train_loss"]), fmt(res["best_eval_loss"]), "yes" if r.get("merged") else "")

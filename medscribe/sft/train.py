@@ -78,6 +78,10 @@ def run_sft(
         from medscribe.sft.prefer import run_prefer
 
         return run_prefer(settings, run=run, resume=resume, retriever=retriever, merge=merge, console=console)
+    if settings.sft.method == "distill":  # the student trains on a teacher's answers (distill.py)
+        from medscribe.sft.distill import run_distill
+
+        return run_distill(settings, run=run, resume=resume, retriever=retriever, merge=merge, console=console)
     if settings.sft.stages:  # a curriculum / two-stage LoRA: one run folder, stage after stage (curriculum.py)
         from medscribe.sft.curriculum import run_curriculum
 

@@ -86,7 +86,8 @@ def test_stages_train_in_order_on_one_adapter_with_one_history(tiny_model_dir, t
     assert [s["name"] for s in m["stages"]] == ["single-turn", "multi-turn", "hard-negatives"]
     assert [s["selection"]["rows_selected"] for s in m["stages"]] == [6, 4, 4]
     assert [s["data"]["train"]["examples"] for s in m["stages"]] == [6, 4, 4]
-    assert m["stages"][1]["data"]["train"]["dialogue_rows"] == 4 and "dialogue_rows" not in m["stages"][0]["data"]["train"]
+    assert m["stages"][1]["data"]["train"]["dialogue_rows"] == 4
+    assert "dialogue_rows" not in m["stages"][0]["data"]["train"]
     assert m["stages"][2]["selection"]["file"] == str(hard)
     assert [(s["first_step"], s["last_step"]) for s in m["stages"]] == [(1, 2), (3, 3), (4, 4)]
     assert m["result"]["global_step"] == 4 and m["data"]["train"]["examples"] == 14
@@ -136,7 +137,8 @@ def _kill(monkeypatch, stage: str, event: str):
 
 def test_resume_mid_stage_continues_that_stage_without_duplicate_steps(tiny_model_dir, tmp_path, monkeypatch):
     write_curriculum_data(tmp_path)
-    stages = [{"name": "single", "turns": "single", "max_steps": 2}, {"name": "multi", "turns": "multi", "max_steps": 2}]
+    stages = [{"name": "single", "turns": "single", "max_steps": 2},
+              {"name": "multi", "turns": "multi", "max_steps": 2}]
     config = curriculum_config(tmp_path, tiny_model_dir, stages)
     _kill(monkeypatch, "multi", "on_save")
     assert invoke(config).exit_code == 130
@@ -161,7 +163,8 @@ def test_resume_between_stages_equals_an_uninterrupted_run(tiny_model_dir, tmp_p
     import torch
 
     write_curriculum_data(tmp_path)
-    stages = [{"name": "single", "turns": "single", "max_steps": 2}, {"name": "multi", "turns": "multi", "max_steps": 1}]
+    stages = [{"name": "single", "turns": "single", "max_steps": 2},
+              {"name": "multi", "turns": "multi", "max_steps": 1}]
     config = curriculum_config(tmp_path, tiny_model_dir, stages, run_name="full")
     assert invoke(config).exit_code == 0
     config = curriculum_config(tmp_path, tiny_model_dir, stages, run_name="cut")
@@ -178,7 +181,8 @@ def test_resume_between_stages_equals_an_uninterrupted_run(tiny_model_dir, tmp_p
 
 def test_resume_across_a_changed_curriculum_is_refused(tiny_model_dir, tmp_path, monkeypatch):
     write_curriculum_data(tmp_path)
-    stages = [{"name": "single", "turns": "single", "max_steps": 1}, {"name": "multi", "turns": "multi", "max_steps": 1}]
+    stages = [{"name": "single", "turns": "single", "max_steps": 1},
+              {"name": "multi", "turns": "multi", "max_steps": 1}]
     _kill(monkeypatch, "multi", "on_train_begin")
     assert invoke(curriculum_config(tmp_path, tiny_model_dir, stages)).exit_code == 130
     monkeypatch.undo()
