@@ -193,3 +193,18 @@ def build_dialogue_messages(turns: Sequence[Mapping[str, str]], prompt: Any = No
     text = system if system is not None and system.strip() else DIALOGUE_SYSTEM
     return [{"role": "system", "content": text},
             *({"role": str(t["role"]), "content": str(t["content"])} for t in turns)]
+
+
+def attach_image(messages: list[dict[str, Any]], image: str | None) -> list[dict[str, Any]]:
+    """`messages` from one of the builders above with `image` (a path) as a content part of the LAST user turn:
+    `[{"type": "image", "image": PATH}, {"type": "text", "text": <the user text>}]`, the form vision-language
+    chat templates (Qwen2-VL / Qwen2.5-VL) render and the OpenAI-compatible backend turns into an `image_url`
+    part (ask/vision.py). The image comes first, as in the Qwen-VL model cards. No image: `messages` unchanged,
+    so text-only rows of a vision run get exactly the text prompt."""
+    if not image:
+        return messages
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    out = [dict(m) for m in messages]
+    out[last_user]["content"] = [{"type": "image", "image": str(image)},
+                                 {"type": "text", "text": messages[last_user]["content"]}]
+    return out

@@ -32,6 +32,9 @@ class Record(BaseModel):
     # The reasoning behind the target, when the export has it (data.columns.reasoning): what a chain-of-thought
     # prompt (prompt.variant = "cot") trains on before the answer.
     reasoning: str | None = None
+    # The example's image (data.columns.image): `images/<pixel sha256>.png`, relative to the data folder
+    # (data/images.py); vision-language sft and ask send it with the text.
+    image: str | None = None
 
 
 class ReportAnswer(BaseModel):

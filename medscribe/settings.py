@@ -221,6 +221,9 @@ class SftSection(Section):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
     base_model: str = "Qwen/Qwen2.5-7B-Instruct"
     max_seq_length: int = Field(default=2048, ge=16)
+    # Vision-language runs (image rows, sft/vision.py): the most pixels an image is resized to (Qwen2-VL: one
+    # token per 28x28 pixels, so this caps the tokens an image costs); None = the processor's own cap.
+    image_max_pixels: int | None = Field(default=None, ge=784)
     load_in_4bit: bool = True
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)

@@ -28,6 +28,7 @@ from typing import Any
 
 from medscribe.ask.answers import response_format
 from medscribe.ask.generation import Generation, OnDone, Request, one_line, redact
+from medscribe.ask.vision import openai_messages
 
 RETRYABLE_STATUS = {408, 409, 429}
 SCHEMA_HINTS = ("response_format", "json_schema", "guided", "structured output", "not supported", "unsupported")
@@ -126,7 +127,7 @@ class OpenAIBackend:
             attempts += 1
             kwargs: dict[str, Any] = {
                 "model": self.model,
-                "messages": req.messages,
+                "messages": openai_messages(req.messages),  # image parts -> image_url data URLs
                 "temperature": self.ask.temperature,
                 "max_tokens": self.ask.max_new_tokens,
             }

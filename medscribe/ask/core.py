@@ -91,6 +91,12 @@ def make_backend(settings: Any) -> Any:
 
         return OpenAIBackend(settings.ask)
     if backend == "local":
+        from medscribe.vlm import is_vision_model
+
+        if is_vision_model(settings.ask.local_model):  # Qwen2-VL & co: images + text (ask/vision.py)
+            from medscribe.ask.vision import VisionLocalBackend
+
+            return VisionLocalBackend(settings.ask)
         from medscribe.ask.backend_local import LocalBackend
 
         return LocalBackend(settings.ask)
@@ -119,12 +125,16 @@ def retrieve(retriever: Any, records: list[dict[str, Any]], k: int, filter_field
 
 
 def build_request(record: dict[str, Any], hits: list[Hit], settings: Any) -> Request:
-    from medscribe.prompts import build_messages
+    from medscribe.prompts import attach_image, build_messages
 
     task = record.get("task") or settings.data.task
     prompt = settings.prompt
+    if record.get("image"):
+        from medscribe.ask.vision import check_backend_takes_images
+
+        check_backend_takes_images(settings)
     return Request(
-        messages=build_messages(record, task, prompt, context=hits),
+        messages=attach_image(build_messages(record, task, prompt, context=hits), record.get("image")),
         task=task,
         reasoning=prompt.variant == "cot" and prompt.json_answer,
     )
@@ -171,13 +181,22 @@ def ask_one(
     task: str | None = None,
     retriever: Any = None,
     backend: Any = None,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """Answer one finding/question: retrieve, prompt, generate, parse. Returns a results row (+ hits)."""
+    """Answer one finding/question: retrieve, prompt, generate, parse. Returns a results row (+ hits).
+    `image`: a path sent with the text (a vision-language model or server sees it; ask/vision.py)."""
     if not text or not text.strip():
         raise UsageError("ask: the text to answer is empty")
+    if image:
+        from pathlib import Path
+
+        from medscribe.ask.vision import check_image
+
+        image = check_image(image, Path.cwd(), "--image")
     check_mode(settings)
     task = task or settings.data.task
-    record = {"id": None, "input": text.strip(), "organ": organ, "modality": modality, "specialty": specialty}
+    record = {"id": None, "input": text.strip(), "organ": organ, "modality": modality, "specialty": specialty,
+              "image": image}
     record["task"] = task
     k = effective_k(settings)
     if retriever is None and k > 0:

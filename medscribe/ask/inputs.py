@@ -2,7 +2,10 @@
 
     rows = read_inputs("artifacts/data/test.jsonl", columns={}, task="report")
 
-Fields: id, input, target, organ, modality, specialty (and task, when a JSONL row carries one). Each is read
+Fields: id, input, target, organ, modality, specialty, image (and task, when a JSONL row carries one).
+`image` is a path, absolute or relative to the input file's folder (the data stage's `images/<hash>.png` in
+test.jsonl works as is); each is decoded before any row is asked, and a missing or corrupt one is a UsageError
+naming file, row and field. Each is read
 from `columns[field]` when mapped (`ask.columns` or `--column field=COLUMN`), else from a column of the same
 name. The data stage's test.jsonl works as is. CSV: UTF-8 (with or without BOM), falling back to cp1251;
 the separator (`;`, `,`, tab) is sniffed. Problems are UsageErrors naming file, row and field, never the
@@ -19,7 +22,7 @@ from typing import Any
 
 from medscribe.errors import UsageError
 
-FIELDS = ("id", "input", "target", "organ", "modality", "specialty")
+FIELDS = ("id", "input", "target", "organ", "modality", "specialty", "image")
 
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
@@ -100,6 +103,10 @@ def read_inputs(path: str | Path, columns: dict[str, str], task: str) -> tuple[l
             raise UsageError(f"{path}:{where} {number}: field 'id' ({source['id']}) is empty")
         if not row["input"]:
             raise UsageError(f"{path}:{where} {number}: field 'input' ({input_col}) is empty")
+        if row["image"]:
+            from medscribe.ask.vision import check_image
+
+            row["image"] = check_image(row["image"], path.parent, f"{path}:{where} {number}")
         if row["id"] in seen:
             # The id value itself is not printed: an export's ID column may be a patient number.
             raise UsageError(f"{path}:{where} {number}: duplicate id (first at {where} {seen[row['id']]})")

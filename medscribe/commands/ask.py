@@ -34,6 +34,8 @@ def command(
     organ: str | None = typer.Option(None, "--organ", help="Organ, for the report task."),
     modality: str | None = typer.Option(None, "--modality", help="Modality (CT, МРТ, ...), for the report task."),
     specialty: str | None = typer.Option(None, "--specialty", help="Specialty, for the qa task."),
+    image: Path | None = typer.Option(
+        None, "--image", help="An image sent with TEXT (vision model or server); for --input, an image column."),
     backend: str | None = typer.Option(None, "--backend", help="openai or local."),
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (.../v1)."),
     model: str | None = typer.Option(None, "--model", help="Model name on the server (openai backend)."),
@@ -86,7 +88,8 @@ def command(
         from medscribe.ask import ask_one
         from medscribe.ask.render import answer_panel
 
-        row = ask_one(settings, text or "", organ=organ, modality=modality, specialty=specialty)
+        row = ask_one(settings, text or "", organ=organ, modality=modality, specialty=specialty,
+                      image=str(image) if image else None)
         if as_json:
             import json
 
@@ -97,8 +100,9 @@ def command(
                 console.print(f"copied from case {row['copied_from']} (ask.mode = {settings.ask.mode}): no model ran")
         return
 
-    if organ or modality or specialty:
-        raise UsageError("ask: --organ/--modality/--specialty are for a single TEXT; map file columns with --column")
+    if organ or modality or specialty or image:
+        raise UsageError("ask: --organ/--modality/--specialty/--image are for a single TEXT; map file columns with "
+                         "--column (images: an `image` column)")
     from medscribe.ask import run_batch
     from medscribe.ask.render import summary_table
 

@@ -8,7 +8,7 @@
 
 Canonical fields: `input`/`target` (from finding/conclusion for `report`, question/answer for `qa`),
 `id`, `organ`, `modality`, `specialty`, `has_finding`, `source`, `reasoning` (free text, scrubbed like the
-input: what a cot prompt trains on). Provenance: `_file`, `_folder`, `_row`.
+input: what a cot prompt trains on), `image` (a path; data/images.py). Provenance: `_file`, `_folder`, `_row`.
 All vectorized in polars: this step must keep up with 200k-row exports.
 """
 
@@ -22,14 +22,17 @@ from medscribe.errors import UsageError
 
 TEXT_FIELDS = ("input", "target")
 META_FIELDS = ("organ", "modality", "specialty", "source")
-CANONICAL = ("id", "input", "target", "organ", "modality", "specialty", "has_finding", "source", "reasoning")
+CANONICAL = ("id", "input", "target", "organ", "modality", "specialty", "has_finding", "source", "reasoning",
+             "image")
 PROVENANCE = ("_file", "_folder", "_row")
 # Names a user may map in `data.columns`, and which canonical field each fills for each task.
 TASK_FIELDS = {
     "report": {"finding": "input", "conclusion": "target"},
     "qa": {"question": "input", "answer": "target"},
 }
-OPTIONAL = ("id", "organ", "modality", "specialty", "has_finding", "source", "reasoning")
+# `image`: a path to the row's image, checked and stored under a content hash by data/images.py (not cleaned
+# as text here: a path is not prose, and NFC could change a file name that exists only in NFD)
+OPTIONAL = ("id", "organ", "modality", "specialty", "has_finding", "source", "reasoning", "image")
 MAPPABLE = {"finding", "conclusion", "question", "answer", "input", "target", *OPTIONAL}
 TRUE_VALUES = {"1", "true", "yes", "y", "да", "д", "есть", "+", "t"}
 FALSE_VALUES = {"0", "false", "no", "n", "нет", "н", "-", "f"}

@@ -4,7 +4,8 @@
     frame = add_keys(frame)                           # _norm_input, _norm_target, _numbers
     kept, rejects = reject_duplicates(frame, 0.95)
 
-- exact: identical (input, target) after cleaning;
+- exact: identical (input, target) after cleaning (and the same image, when the data has an image column: rows
+  are only ever compared with rows showing the same picture);
 - near, normalized: identical after case folding, ё->е, punctuation and whitespace removal;
 - near, fuzzy: rapidfuzz ratio >= threshold between neighbours in two sort orders (text and reversed
   text: the "sorted neighbourhood" method, O(n log n) instead of O(n^2)), and only when the two texts are
@@ -141,9 +142,13 @@ class UnionFind:
 
 def reject_duplicates(frame: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Drop exact, normalized and fuzzy duplicates of (input, target); frame must have `add_keys` columns."""
+    # The image is part of the example: the same text with another image is another example, and rows are only
+    # compared (exactly or fuzzily) with rows showing the same image (`image` = its pixel hash, data/images.py).
+    image = pl.col("image").fill_null("") if "image" in frame.columns else pl.lit("")
     frame = frame.with_row_index("_idx").with_columns(
-        pl.concat_str("_norm_input", pl.lit("\n"), "_norm_target").alias("_pair"),
-        pl.struct("input", "target").is_first_distinct().alias("_first_exact"),
+        pl.concat_str(image, pl.lit("\n"), "_norm_input", pl.lit("\n"), "_norm_target").alias("_pair"),
+        pl.struct("input", "target", image.alias("_image")).is_first_distinct().alias("_first_exact"),
+        pl.concat_str("_numbers", pl.lit("\n"), image).alias("_block"),
     )
     frame = frame.with_columns(pl.col("_idx").min().over("_pair").alias("_norm_rep"))
     frame = frame.with_columns(pl.col("_norm_rep").alias("_rep"))
@@ -152,7 +157,7 @@ def reject_duplicates(frame: pl.DataFrame, threshold: float) -> tuple[pl.DataFra
         unique = frame.filter(pl.col("_norm_rep") == pl.col("_idx"))
         positions = unique.get_column("_idx").to_list()
         pairs = neighbour_pairs(
-            unique.get_column("_pair").to_list(), unique.get_column("_numbers").to_list(), threshold, typos_only=True
+            unique.get_column("_pair").to_list(), unique.get_column("_block").to_list(), threshold, typos_only=True
         )
         if pairs:
             uf = UnionFind(len(positions))
@@ -185,6 +190,6 @@ def reject_duplicates(frame: pl.DataFrame, threshold: float) -> tuple[pl.DataFra
                       ).alias("detail"),
         "input", "target",
     )
-    helpers = ("_reason", "_idx", "_pair", "_first_exact", "_norm_rep", "_rep")
+    helpers = ("_reason", "_idx", "_pair", "_first_exact", "_block", "_norm_rep", "_rep")
     kept = frame.filter(pl.col("_reason").is_null()).drop(*helpers)
     return kept, rejects, {k: int(v) for k, v in counts.items()}

@@ -20,6 +20,9 @@ def audit_leakage(frame: pl.DataFrame, threshold: float, max_examples: int = 50)
     for field in ("input", "target"):
         count, examples = _exact_cross_split(frame, f"_norm_{field}", max_examples)
         report[f"exact_{field}"] = {"count": count, "examples": examples}
+    if "image" in frame.columns and frame.get_column("image").is_not_null().any():  # one picture, two splits
+        count, examples = _exact_cross_split(frame.filter(pl.col("image").is_not_null()), "image", max_examples)
+        report["exact_image"] = {"count": count, "examples": examples}
     ids = frame.get_column("id").to_list()
     splits = frame.get_column("split").to_list()
     inputs = frame.get_column("_norm_input").to_list()

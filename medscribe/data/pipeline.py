@@ -22,7 +22,7 @@ import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medscribe.data import chat, clean, dedup, ingest, leakage, manifest, outputs, scans, splits
+from medscribe.data import chat, clean, dedup, images, ingest, leakage, manifest, outputs, scans, splits
 from medscribe.data.anonymize import anonymize, scrub_input_notes, scrub_source_labels
 from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.io import atomic_write_json, sha256_file
@@ -117,8 +117,13 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
                 raw = raw.filter(pl.col("_doc_reject").is_null()).drop("_doc_reject", "_doc_detail")
                 if raw.height == 0:
                     continue
+            canonical = clean.to_canonical(raw, str(source.path), task, data)
+            # the image column: each image checked and stored under its pixel hash, bad ones rejected (images.py)
+            canonical, rejected_images = images.attach_images(canonical, source, out_dir, data)
+            if rejected_images is not None:
+                doc_rejects.append(rejected_images)
             # `_control` first: normalize() removes control bytes, and a field that held one is rejected
-            frames.append(clean.mark_control_bytes(clean.to_canonical(raw, str(source.path), task, data)))
+            frames.append(clean.mark_control_bytes(canonical))
             warnings.extend(f"{info.file}: {note}" for note in info.notes if "cp1251" in note or "invalid_json" in note)
         rejected_docs = pl.concat(doc_rejects).rename({"_file": "file", "_row": "row"}) if doc_rejects else None
         if not frames:
@@ -192,6 +197,12 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         provenance = frame.select("id", pl.col("_file").alias("file"), pl.col("_row").alias("row"),
                                   pl.col("_folder").alias("folder"))
         files = outputs.write_outputs(out_dir, by_split, corpus, provenance, rejects)
+        image_refs = set(frame.get_column("image").drop_nulls().to_list())
+        image_info = None
+        if image_refs or (out_dir / images.IMAGE_DIR).is_dir():  # images of rejected rows / earlier runs go
+            image_info = {"rows_with_image": frame.get_column("image").is_not_null().sum(),
+                          "distinct_images": len(image_refs), "stored_as": images.STORED_AS,
+                          "pruned": images.prune_images(out_dir, image_refs)}
         progress.advance(stage)
         done("write_s")
 
@@ -225,6 +236,8 @@ def run_data(settings: Any, console: Console | None = None) -> DataResult:
         fallbacks=warnings,
         timings={"total_s": round(seconds, 3), "phi_s": round(phi_seconds, 3), **timings},
     )
+    if image_info is not None:
+        man["images"] = image_info
     files["manifest.json"] = str(atomic_write_json(out_dir / "manifest.json", man))
     return DataResult(out_dir, counts, reasons, split_counts, group_counts, files, man, seconds, phi_seconds,
                       warnings)

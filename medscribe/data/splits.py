@@ -133,6 +133,8 @@ def assign_splits(frame: pl.DataFrame, data: Any) -> tuple[pl.DataFrame, dict]:
     check_fractions(data.train_fractions)
     key = split_key(data)
     links = link_columns(key)
+    if "image" in frame.columns and frame.get_column("image").is_not_null().any():
+        links = [*links, "image"]  # rows showing one image (its pixel hash) stay in one split, whatever their text
     if key not in ("input", "both") and key not in frame.columns:
         raise UsageError(f"data.split_group_by: column {key!r} is not in the data")
     frame = frame.with_columns(find_units(frame, links).alias("_unit"))
@@ -267,8 +269,8 @@ def representativeness_warning(info: dict, tolerance: float = 0.1) -> str | None
 
 def check_no_leak(leak: dict, info: dict) -> None:
     """What the split key links may never be in two splits: fail the run if the audit finds it anyway."""
-    for field in ("input", "target"):
-        if field in info["linked_by"] and leak[f"exact_{field}"]["count"]:
+    for field in ("input", "target", "image"):
+        if field in info["linked_by"] and leak.get(f"exact_{field}", {}).get("count"):
             raise RuntimeFailure(f"internal error: a normalized {field} landed in two splits "
                                  f"(split key {info['key']!r})")
 

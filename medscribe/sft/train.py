@@ -73,7 +73,11 @@ def run_sft(
 ) -> dict:
     """Train a LoRA adapter; return (and write) the run manifest. `retriever` overrides the index for RAG data."""
     from medscribe.sft.backends import choose_setup, resolve_base_model
+    from medscribe.sft.vision import run_vision_sft, wants_vision
 
+    # image rows or a vision-language base model: image + text runs (vision.py; plain sft only, it says so)
+    if wants_vision(settings):
+        return run_vision_sft(settings, run=run, resume=resume, merge=merge, console=console)
     if settings.sft.method in ("dpo", "orpo"):  # preference tuning on chosen/rejected pairs (prefer.py)
         from medscribe.sft.prefer import run_prefer
 

@@ -91,6 +91,8 @@ class FakeServer:
         """Decide the response for one request: (status, json body or None to drop, headers)."""
         messages = body.get("messages", [])
         user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        if isinstance(user, list):  # content parts (an image_url part + the text): the text decides the answer
+            user = "\n".join(p.get("text", "") for p in user if p.get("type") == "text")
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         with self.lock:
             self.requests.append(body)

@@ -27,7 +27,7 @@ def test_russian_csv_cp1251_with_mapping(tmp_path):
     mapping = {"id": "ID", "organ": "Орган", "modality": "Модальность", "input": "Описание", "target": "Заключение"}
     out, _ = read_inputs(path, mapping, "report")
     assert out[0] == {"id": "1", "input": "Киста 12 мм", "target": "Киста печени", "organ": "печень",
-                      "modality": "КТ", "specialty": None, "task": "report"}
+                      "modality": "КТ", "specialty": None, "image": None, "task": "report"}
 
 
 def test_csv_without_id_column_uses_row_numbers(tmp_path):
