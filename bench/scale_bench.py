@@ -217,6 +217,48 @@ def pipeline(root: Path, config: Path, args, server: bool = False) -> list[dict]
     return results
 
 
+def tokenizer_corpus(source: Path | None) -> list[str]:
+    """Texts like the run's prompts: MedQuAD pairs, synthetic reports, the system prompts."""
+    import random
+
+    from benchdata import medquad_pairs
+    from synthetic_reports import make_row
+
+    from medscribe.prompts import JSON_INSTRUCTIONS, SYSTEM_PROMPTS
+
+    texts = [*SYSTEM_PROMPTS.values(), *JSON_INSTRUCTIONS.values()]
+    if source is not None:
+        for i, r in enumerate(medquad_pairs(source)):
+            if i >= 4000:
+                break
+            texts.append(f"{r['question']}\n{r['answer']}")
+    rng, previous = random.Random(0), []
+    texts += [" ".join(make_row(i, rng, previous)) for i in range(4000)]
+    return texts
+
+
+def tiny_model(tmp: Path, source: Path | None) -> Path:
+    """The tiny test Llama with a tokenizer trained on the run's kind of text (8k tokens): the default test
+    tokenizer (512 tokens from a few lines) makes ~3x a real model's tokens of a MedQuAD prompt, which would
+    measure a tokenizer nobody uses. Prints its tokens per character next to SmolLM2's when that is here."""
+    from kit import build_tiny_causal_lm
+    from transformers import AutoTokenizer
+
+    corpus = tokenizer_corpus(source)
+    model = build_tiny_causal_lm(tmp / "tiny-llama", max_positions=16384, corpus=corpus, vocab_size=8192)
+    sample = corpus[-200:] + corpus[20:220]
+    chars = sum(map(len, sample))
+    ratios = {"tiny test model": model}
+    smollm = ROOT / "artifacts" / "models" / "SmolLM2-135M-Instruct"
+    if (smollm / "tokenizer.json").is_file():
+        ratios["SmolLM2-135M"] = smollm
+    for name, path in ratios.items():
+        tok = AutoTokenizer.from_pretrained(path)
+        tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in sample)
+        print(f"tokenizer of the {name}: {tokens / chars:.3f} tokens per character on the run's texts")
+    return model
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "")
@@ -233,7 +275,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchdata import medquad_path, skip_message
-    from kit import build_tiny_causal_lm
     from synthetic_reports import COLUMNS, write_export
 
     table: list[tuple[str, dict]] = []
@@ -241,8 +282,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         tmp = Path(tmp)
         # A long context: MedQuAD prompts with a retrieved case run to thousands of the tiny tokenizer's tokens.
-        model = build_tiny_causal_lm(tmp / "tiny-llama", max_positions=16384)
         source = None if args.skip_qa else medquad_path(args.data)
+        model = tiny_model(tmp, source)
         if source is None and not args.skip_qa:
             print(skip_message("the qa run of bench/scale_bench.py"))
         if source is not None:

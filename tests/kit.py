@@ -36,7 +36,10 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer():
+def build_tiny_tokenizer(corpus=None, vocab_size: int = 512):
+    """A byte-level BPE tokenizer with a ChatML template, trained here. The default (512 tokens from a few
+    lines) keeps tests fast; `corpus` + a larger `vocab_size` give a real tokenizer's tokens per character
+    (bench/scale_bench.py: so that prompt lengths, and what they cost, are those of a real model)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -45,9 +48,9 @@ def build_tiny_tokenizer():
     tok.decoder = decoders.ByteLevel()
     specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
+    tok.train_from_iterator(_CORPUS * 20 if corpus is None else [*_CORPUS, *corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token=None, unk_token=None
     )
@@ -56,13 +59,14 @@ def build_tiny_tokenizer():
     return fast
 
 
-def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, max_positions: int = 1024) -> Path:
+def build_tiny_causal_lm(out_dir: str | Path, seed: int = 0, max_positions: int = 1024, corpus=None,
+                         vocab_size: int = 512) -> Path:
     """Save a tiny random Llama (hidden 64, 2 layers) + trained tokenizer to `out_dir` as an HF folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out_dir = Path(out_dir)
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(corpus, vocab_size)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
