@@ -208,6 +208,9 @@ class SftStageSection(Section):
     where: dict[str, list[str]] = Field(default_factory=dict)
     # single: rows with one user turn (report/qa, two-turn dialogues); multi: dialogues with earlier turns.
     turns: Literal["any", "single", "multi"] = "any"
+    # Knowledge documents (files, folders, globs: TXT/MD/HTML/PDF/DOCX, like index.knowledge) trained as plain
+    # text, loss on every token, chunked like the index; instead of `data` rows (two-stage LoRA's stage 1).
+    text: list[str] = Field(default_factory=list)
     epochs: float | None = Field(default=None, gt=0)
     max_steps: int | None = None
     learning_rate: float | None = Field(default=None, gt=0)

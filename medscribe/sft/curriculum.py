@@ -10,8 +10,11 @@ paths.data/train.jsonl) narrowed by `where` (row field -> kept values) and `turn
 adapter, possibly on other `target_modules`, on the merged model: the two-stage LoRA recipe. Eval rows are
 paths.data/eval.jsonl narrowed by the same filter.
 
-Everything a stage needs is checked before any model loads (files, rows, filters, target modules), so a stage
-naming a missing file is exit 2 with nothing trained. Layout of paths.sft/<run>/:
+A stage with `text` (knowledge documents, like index.knowledge) trains on them as plain text instead: each
+chunk (index.chunk_size characters) one row, loss on every token, no eval rows.
+
+Everything a stage needs is checked before any model loads (files, rows, filters, target modules: planning is
+curriculum_plan.py), so a stage naming a missing file is exit 2 with nothing trained. Layout of paths.sft/<run>/:
 - curriculum.json: the plan's fingerprint (every stage's settings and data file content, the shared LoRA and
   prompt settings); `--resume` refuses a run whose curriculum changed, naming the stage and the field.
 - stages/<name>/: checkpoints/, history.json, examples.json (its prompts: a resumed stage trains on the same),
@@ -29,157 +32,24 @@ import gc
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medscribe import fingerprint as fp
 from medscribe.errors import RuntimeFailure, UsageError
 from medscribe.io import atomic_write_json
+from medscribe.sft.curriculum_plan import (
+    DONE_FILE,
+    PLAN_FILE,
+    STAGES_DIR,
+    StagePlan,
+    check_start,
+    curriculum_fingerprint,
+    pick_curriculum_dir,
+    plan_stages,
+    tokenize_text,
+)
 
-PLAN_FILE = "curriculum.json"
-STAGES_DIR = "stages"
-DONE_FILE = "done.json"
-# Shared settings that shape the adapter: a resume with another value would continue different weights.
-SHARED_KEYS = ("base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_seq_length",
-               "rag_context", "rag_k", "chat_template", "epochs", "max_steps", "learning_rate")
-
-
-@dataclass
-class StagePlan:
-    index: int
-    name: str
-    stage: Any  # SftStageSection
-    sft: Any  # the [sft] section with the stage's values applied
-    train_file: Path
-    train_records: list
-    eval_records: list
-    selection: dict
-    dir: Path  # paths.sft/<run>/stages/<name>
-
-    def where(self) -> str:
-        return f"sft.stages[{self.index}] ({self.name})"
-
-
-def stage_settings(sft: Any, stage: Any) -> Any:
-    """The [sft] section as the stage trains with it: its epochs, max_steps, learning rate, target modules and
-    rag_context replace the shared ones where set (epochs alone also clears a shared max_steps)."""
-    update: dict[str, Any] = {"stages": []}
-    if stage.epochs is not None:
-        update["epochs"], update["max_steps"] = stage.epochs, -1
-    for key in ("max_steps", "learning_rate", "target_modules", "rag_context"):
-        if getattr(stage, key) is not None:
-            update[key] = getattr(stage, key)
-    return sft.model_copy(update=update)
-
-
-def is_multi_turn(record: Any) -> bool:
-    return getattr(record, "task", None) == "dialogue" and len(record.turns) > 2
-
-
-def select(records: list, stage: Any) -> list:
-    """The rows of `records` the stage trains on: its `turns` and `where` filters."""
-    kept = []
-    for record in records:
-        if stage.turns == "single" and is_multi_turn(record):
-            continue
-        if stage.turns == "multi" and not is_multi_turn(record):
-            continue
-        if any(str(getattr(record, f, None)) not in [str(v) for v in values] for f, values in stage.where.items()):
-            continue
-        kept.append(record)
-    return kept
-
-
-def plan_stages(settings: Any, run_dir: Path) -> list[StagePlan]:
-    """Every stage's rows and settings, checked up front: UsageError (exit 2) before any model loads."""
-    from medscribe.sft.dataset import DialogueRecord, TrainingRecord, check_reasoning, load_records
-
-    sft = settings.sft
-    config = getattr(settings, "_config_path", None)
-    origin = f"{config}: " if config else ""
-    data_dir = Path(settings.paths.data)
-    known = set(TrainingRecord.model_fields) | set(DialogueRecord.model_fields)
-    eval_all = load_records(data_dir / "eval.jsonl", required=False)
-    plans: list[StagePlan] = []
-    for i, stage in enumerate(sft.stages):
-        where = f"{origin}sft.stages[{i}] ({stage.name})"
-        unknown = sorted(set(stage.where) - known)
-        if unknown:
-            raise UsageError(f"{where}.where: unknown row field '{unknown[0]}' (known: {', '.join(sorted(known))})")
-        path = Path(stage.data) if stage.data else data_dir / "train.jsonl"
-        if not path.is_file():
-            raise UsageError(f"{where}.data: {path}: file not found (no stage has been trained)")
-        records = load_records(path)
-        chosen = select(records, stage)
-        if not chosen:
-            raise UsageError(
-                f"{where}: no row of {path} passes the stage's filter (turns = {stage.turns!r}, where = "
-                f"{dict(stage.where)}) out of {len(records)}")
-        check_reasoning(chosen, path, settings.prompt)
-        evals = select(eval_all, stage)
-        if sft.max_eval_samples is not None:
-            evals = evals[: sft.max_eval_samples]
-        plan = StagePlan(i, stage.name, stage, stage_settings(sft, stage), path, chosen, evals, {
-            "file": str(path), "rows_in_file": len(records), "rows_selected": len(chosen),
-            "eval_rows_selected": len(evals), "turns": stage.turns, "where": dict(stage.where)},
-            run_dir / STAGES_DIR / stage.name)
-        plans.append(plan)
-    for before, plan in zip(plans, plans[1:], strict=False):
-        # One adapter keeps its modules; only a merge lets the next stage adapt others.
-        if not before.stage.merge and list(before.sft.target_modules) != list(plan.sft.target_modules):
-            raise UsageError(
-                f"{origin}{plan.where()}.target_modules: differs from stage '{before.name}', which is not merged "
-                f"(one adapter cannot change its modules): set merge = true on '{before.name}' or use the same "
-                "target_modules")
-    return plans
-
-
-def curriculum_fingerprint(settings: Any, plans: list[StagePlan]) -> dict:
-    """Parts: each stage field (`stages[1].learning_rate`), each stage file's content, the shared settings."""
-    parts: dict[str, Any] = {"stage_names": [p.name for p in plans]}
-    for plan in plans:
-        for key, value in plan.stage.model_dump(mode="json").items():
-            parts[f"stages[{plan.index}].{key}"] = value
-        parts[f"stages[{plan.index}].data_content"] = fp.file_hash(plan.train_file)
-    for key in SHARED_KEYS:
-        parts[f"sft.{key}"] = getattr(settings.sft, key)
-    parts["prompt"] = fp.short_hash(settings.prompt.model_dump(mode="json"))
-    return fp.make(parts)
-
-
-def pick_curriculum_dir(settings: Any, run: str | None, resume: bool) -> Path:
-    """paths.sft/<run>; `--resume` without a name: the newest run with a curriculum.json."""
-    from medscribe.sft.train import pick_run_dir
-
-    if resume and not (run or settings.sft.run_name):
-        root = Path(settings.paths.sft)
-        runs = sorted((p.parent for p in root.glob(f"*/{PLAN_FILE}")), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise UsageError(f"--resume: no curriculum run under {root} (name one with --run)")
-        return runs[-1]
-    return pick_run_dir(settings, run, resume)
-
-
-def check_start(run_dir: Path, plans: list[StagePlan], record: dict, resume: bool) -> None:
-    """A new run never lands on a started one; a resume only continues the same curriculum."""
-    from medscribe.sft.train import last_checkpoint
-
-    started = any((p.dir / DONE_FILE).is_file() or last_checkpoint(p.dir) for p in plans)
-    if not resume:
-        if started or last_checkpoint(run_dir) is not None:
-            raise UsageError(f"{run_dir}: this run already has trained stages or checkpoints; continue it with "
-                             "--resume or pick another --run")
-        return
-    stored = fp.read(run_dir / PLAN_FILE)
-    if stored is None:
-        raise UsageError(f"--resume: {run_dir} has no {PLAN_FILE} (not a curriculum run, or never started)")
-    diff = fp.changes(stored, record)
-    if diff:
-        raise UsageError(f"--resume: {run_dir}: the curriculum changed since the run started "
-                         f"({fp.describe_changes(diff).split(' (', 1)[1].rstrip(')')}); resuming would continue "
-                         "another plan: restore the settings or start another --run")
-
+__all__ = ["PLAN_FILE", "pick_curriculum_dir", "run_curriculum", "stages_table"]
 
 def run_curriculum(settings: Any, run: str | None = None, resume: bool = False, retriever: Any = None,
                    merge: bool | None = None, console: Any = None, extra: dict | None = None) -> dict:
@@ -234,14 +104,16 @@ def run_curriculum(settings: Any, run: str | None = None, resume: bool = False, 
         train_rows, train_tok, eval_rows, eval_tok = tokenized[plan.name]
         checkpoint = last_checkpoint(plan.dir)
         where = f", where {dict(plan.stage.where)}" if plan.stage.where else ""
-        say(f"[bold]stage {plan.index + 1}/{len(plans)}[/bold] {plan.name}: {len(train_rows)} rows "
-            f"({plan.train_file.name}, turns {plan.stage.turns}{where}) "
+        source = (f"knowledge text, {len(plan.selection['documents'])} documents" if plan.text_chunks is not None
+                  else f"{plan.train_file.name}, turns {plan.stage.turns}{where}")
+        say(f"[bold]stage {plan.index + 1}/{len(plans)}[/bold] {plan.name}: {len(train_rows)} rows ({source}) "
             f"· lr {plan.sft.learning_rate} · "
             + (f"max_steps {plan.sft.max_steps}" if plan.sft.max_steps > 0 else f"epochs {plan.sft.epochs}")
             + (f" · resuming from {checkpoint.name}" if checkpoint else ""), highlight=False)
         if not eval_rows:
-            say(f"[yellow]warning:[/yellow] stage {plan.name}: no eval rows pass its filter: no evaluation, "
-                "the last step is kept", highlight=False)
+            why = "knowledge text has none" if plan.text_chunks is not None else "none passes its filter"
+            say(f"[yellow]warning:[/yellow] stage {plan.name}: no eval rows ({why}): no evaluation, the last step "
+                "is kept", highlight=False)
         stage = _train_stage(plan, model, tokenizer, setup, train_rows, eval_rows, console, checkpoint,
                              run_dir, records, offset)
         stage["data"] = {"train": {**examples[plan.name]["train"][1], **train_tok},
@@ -287,7 +159,11 @@ def _stage_examples(settings: Any, plan: StagePlan, retriever: Any, split_exampl
     cached = _read_json(cache)
     if cached is not None:
         return cached
-    built = split_examples(settings, plan.sft, plan.train_records, plan.eval_records, retriever)
+    if plan.text_chunks is not None:  # plain text: no prompt, no retrieval, no eval rows
+        built = {"train": (plan.text_chunks, {"rows": len(plan.text_chunks), "knowledge_text": True}),
+                 "eval": ([], {"rows": 0})}
+    else:
+        built = split_examples(settings, plan.sft, plan.train_records, plan.eval_records, retriever)
     atomic_write_json(cache, built)
     return _read_json(cache)  # the same JSON shape (lists, not tuples) as a resumed run reads
 
@@ -298,8 +174,9 @@ def _tokenize_rest(plans: list[StagePlan], start: int, examples: dict, tokenizer
 
     out = {}
     for plan in plans[start:]:
-        train_rows, train_tok = tokenize_examples(examples[plan.name]["train"][0], tokenizer, max_length)
-        eval_rows, eval_tok = tokenize_examples(examples[plan.name]["eval"][0], tokenizer, max_length)
+        encode = tokenize_text if plan.text_chunks is not None else tokenize_examples
+        train_rows, train_tok = encode(examples[plan.name]["train"][0], tokenizer, max_length)
+        eval_rows, eval_tok = encode(examples[plan.name]["eval"][0], tokenizer, max_length)
         if not train_rows:
             raise UsageError(f"{plan.where()}: all {len(examples[plan.name]['train'][0])} rows are longer than "
                              f"sft.max_seq_length={max_length} tokens; raise it")

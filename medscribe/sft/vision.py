@@ -210,6 +210,9 @@ def load_vision_model(sft: Any, setup: Any, model_path: str) -> tuple[Any, Any, 
                          "vision_config), but train.jsonl rows have images; use a Qwen2-VL / Qwen2.5-VL model or "
                          "drop data.columns.image")
     if setup.backend == "unsloth":
+        if setup.device != "cuda":  # unsloth 2026.10 on CPU: "vision / audio models are not supported"
+            raise UsageError("sft.backend = 'unsloth': FastVisionModel needs a CUDA GPU (unsloth's CPU backend has "
+                             "no vision models); on CPU set sft.backend = 'hf' (or 'auto')")
         import unsloth  # noqa: F401  (patches transformers/peft: first)
         from unsloth import FastVisionModel
 

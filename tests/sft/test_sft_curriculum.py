@@ -201,6 +201,10 @@ def test_resume_across_a_changed_curriculum_is_refused(tiny_model_dir, tmp_path,
     ([{"name": "single", "max_steps": 1}, {"name": "hard", "data": "missing/hard.jsonl", "max_steps": 1}],
      "sft.stages[1] (hard).data: missing/hard.jsonl: file not found (no stage has been trained)"),
     ([{"name": "none", "where": {"organ": ["сердце"]}}], "sft.stages[0] (none): no row of"),
+    ([{"name": "k", "text": ["missing/docs"]}],
+     "sft.stages[0] (k).text: 'missing/docs' matches no TXT/MD/HTML/PDF/DOCX/image file (no stage has been trained)"),
+    ([{"name": "k", "text": ["HARD"], "where": {"organ": ["печень"]}}],
+     "sft.stages[0] (k).text: a knowledge-text stage trains on documents, not rows: remove where"),
     ([{"name": "typo", "where": {"orgn": ["печень"]}}], "sft.stages[0] (typo).where: unknown row field 'orgn'"),
     ([{"name": "a"}, {"name": "b", "target_modules": ["q_proj"]}],
      "sft.stages[1] (b).target_modules: differs from stage 'a', which is not merged"),
@@ -211,7 +215,9 @@ def test_resume_across_a_changed_curriculum_is_refused(tiny_model_dir, tmp_path,
 def test_bad_stages_are_exit_2_before_any_training(tiny_model_dir, tmp_path, stages, message, monkeypatch):
     from medscribe.sft import backends
 
-    write_curriculum_data(tmp_path)
+    hard = write_curriculum_data(tmp_path)
+    stages = [{**s, "text": [str(hard)] if s.get("text") == ["HARD"] else s["text"]} if "text" in s else s
+              for s in stages]
 
     def no_load(*args, **kwargs):
         raise AssertionError("a model was loaded")

@@ -1,4 +1,5 @@
-"""Two-stage LoRA in one run on the tiny model: stage 1 (MLP modules) merged into the base, stage 2 (attention +
+"""Two-stage LoRA in one run on the tiny model: stage 1 (MLP modules, knowledge documents as plain text) merged
+into the base, stage 2 (attention +
 gate_proj, retrieved context in the prompt) trained as a fresh adapter on the merged model; each stage in the
 manifest, and `ask` loading what the run folder names (the merged stage-1 model + the stage-2 adapter)."""
 
@@ -9,6 +10,8 @@ import json
 from sft_helpers import FakeRetriever, report_rows, tiny_settings, write_data
 
 MLP = ["gate_proj", "up_proj", "down_proj"]
+KNOWLEDGE = ("# Кисты печени\n\n" + "Киста печени — полость с жидкостью, чаще доброкачественная. " * 12
+             + "\n\n## Liver cysts\n\n" + "A simple liver cyst is a thin-walled fluid-filled cavity. " * 12)
 ATTENTION_GATE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"]
 
 
@@ -38,8 +41,12 @@ def test_two_stage_lora_merges_stage_one_and_ask_loads_the_pair(tiny_model_dir, 
     from medscribe.sft import run_sft
 
     write_data(tmp_path)
+    knowledge = tmp_path / "knowledge" / "cysts.md"
+    knowledge.parent.mkdir()
+    knowledge.write_text(KNOWLEDGE, encoding="utf-8")
     stages = [
-        {"name": "knowledge", "target_modules": MLP, "max_steps": 2, "learning_rate": 0.05, "merge": True},
+        {"name": "knowledge", "text": [str(knowledge.parent)], "target_modules": MLP, "max_steps": 2,
+         "learning_rate": 0.05, "merge": True},
         {"name": "rag", "target_modules": ATTENTION_GATE, "rag_context": True, "max_steps": 2,
          "learning_rate": 0.05},
     ]
@@ -53,7 +60,12 @@ def test_two_stage_lora_merges_stage_one_and_ask_loads_the_pair(tiny_model_dir, 
     assert one["merged"] == str(merged) and one["base_model_path"] == str(tiny_model_dir)
     assert two["base_model_path"] == str(merged) and "merged" not in two
     assert one["settings"]["target_modules"] == MLP and two["settings"]["target_modules"] == ATTENTION_GATE
-    assert one["data"]["train"]["rag_context"] is False
+    # stage 1 trained on the document's chunks as plain text: every token carries loss
+    assert one["selection"]["documents"] == ["cysts.md"] and one["selection"]["chunks"] >= 2
+    assert one["data"]["train"]["knowledge_text"] is True
+    assert one["data"]["train"]["loss_tokens"] == one["data"]["train"]["tokens"] > 0
+    examples = json.loads((run / "stages" / "knowledge" / "examples.json").read_text())
+    assert "".join(c["text"] for c in examples["train"][0]).count("Киста печени") >= 1
     assert two["data"]["train"]["rag_context"] is True and two["data"]["train"]["mean_context_hits"] > 0
     saved = json.loads((run / "training_config.json").read_text())
     assert [s["name"] for s in saved["stages"]] == ["knowledge", "rag"]

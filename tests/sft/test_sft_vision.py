@@ -142,3 +142,48 @@ def test_vision_runs_refuse_what_they_do_not_support(tmp_path, tiny_vlm):
     # a text-only method would silently train without the images: refused instead
     with pytest.raises(UsageError, match="sft.method = 'distill' is not supported"):
         run_sft(tiny_settings(tmp_path, tiny_vlm, method="distill"))
+
+
+def _write_config(root: Path, model: Path, **sft) -> Path:
+    values = {"backend": "unsloth", "base_model": str(model), "max_steps": 2, "batch_size": 2, "grad_accum": 1,
+              "eval_steps": 2, "logging_steps": 1, "max_seq_length": 384, "lora_r": 4, "lora_alpha": 8,
+              "report_to": "none", "run_name": "t", "image_max_pixels": 56 * 56, **sft}
+    lines = ["[paths]", f'data = "{root / "data"}"', f'sft = "{root / "sft"}"', "", "[sft]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    (root / "medscribe.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root / "medscribe.toml"
+
+
+def _cli(config: Path, cwd: Path):
+    import os
+    import subprocess
+
+    # a subprocess: unsloth patches transformers/peft on import, which must not leak into the other tests
+    env = {**os.environ, "UNSLOTH_DISABLE_STATISTICS": "1"}
+    return subprocess.run([sys.executable, "-c", "from medscribe.cli import app; app()", "--config", str(config),
+                           "sft"], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_unsloth_vision_on_cpu_is_a_usage_error(tmp_path, tiny_vlm):
+    pytest.importorskip("unsloth", reason="unsloth not installed")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the gpu test covers unsloth")
+    _image_data(tmp_path, 6)
+    proc = _cli(_write_config(tmp_path, tiny_vlm, load_in_4bit=False), tmp_path)
+    assert proc.returncode == 2 and "FastVisionModel needs a CUDA GPU" in proc.stderr
+
+
+@pytest.mark.gpu
+def test_unsloth_fastvisionmodel_qlora_on_cuda(tmp_path, tiny_vlm):
+    """The production path on CUDA: unsloth's FastVisionModel, 4-bit QLoRA, language layers only."""
+    pytest.importorskip("unsloth", reason="unsloth not installed")
+    _image_data(tmp_path, 12)
+    proc = _cli(_write_config(tmp_path, tiny_vlm, load_in_4bit=True), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    manifest = json.loads((tmp_path / "sft" / "t" / "training_config.json").read_text())
+    assert manifest["vision"] is True and manifest["setup"]["backend"] == "unsloth"
+    assert manifest["setup"]["quantization"] == "nf4" and manifest["model"]["linear_4bit_layers"] > 0
+    assert manifest["result"]["global_step"] == 2 and math.isfinite(manifest["result"]["final_train_loss"])
+    assert (tmp_path / "sft" / "t" / "adapter" / "adapter_config.json").is_file()
