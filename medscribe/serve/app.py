@@ -98,8 +98,10 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
             line += f" request={json.dumps(asked, ensure_ascii=False)} answer={json.dumps(said, ensure_ascii=False)}"
         log.info(line)
 
-    def submit(messages, model: ServedModel, max_tokens: int, temperature: float, top_p: float) -> Job:
-        job = Job(messages, adapter=model.adapter, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    def submit(messages, model: ServedModel, max_tokens: int, temperature: float, top_p: float,
+               stop: tuple[str, ...] = ()) -> Job:
+        job = Job(messages, adapter=model.adapter, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                  stop=stop)
         try:
             engine.submit(job)
         except QueueFull as exc:
@@ -108,8 +110,9 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
                            {"Retry-After": str(serve.retry_after_s)}) from None
         return job
 
-    async def generate(messages, model: ServedModel, max_tokens: int, temperature: float, top_p: float) -> Job:
-        job = submit(messages, model, max_tokens, temperature, top_p)
+    async def generate(messages, model: ServedModel, max_tokens: int, temperature: float, top_p: float,
+                       stop: tuple[str, ...] = ()) -> Job:
+        job = submit(messages, model, max_tokens, temperature, top_p, stop)
         try:
             return await job.result()
         except GenerationError as exc:
@@ -142,7 +145,7 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
         while True:
             attempts += 1
             job = await generate(tried, model, max_tokens, temperature if attempts == 1 else
-                                 max(temperature, RETRY_TEMPERATURE), top_p)
+                                 max(temperature, RETRY_TEMPERATURE), top_p, tuple(req.stop))
             prompt_tokens += job.prompt_tokens
             completion_tokens += job.completion_tokens
             problem = None
@@ -242,6 +245,9 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
             model = by_name.get(req.model)
             if model is None:
                 raise ApiError(404, f"model {req.model!r} is not served here (GET /v1/models)", "model_not_found")
+            if req.stop and model.kind == "rag":
+                raise ApiError(422, "stop: medscribe-rag answers with a JSON object, which a stop string would cut; "
+                               "send stop to the base or tuned model", "invalid_request")
             text = p.text_of(req.messages[-1])
             try:
                 validate = p.answer_validator(req.response_format)
@@ -289,7 +295,7 @@ def create_app(settings: Any, engine: Any, models: list[ServedModel], *, rag: An
                                        "internal_error", "server_error"), rid)
 
     async def stream_live(req, model, max_tokens, temperature, rid, started, headers, key, text):
-        job = submit(p.chat_messages(req), model, max_tokens, temperature, req.top_p or 1.0)
+        job = submit(p.chat_messages(req), model, max_tokens, temperature, req.top_p or 1.0, tuple(req.stop))
         include_usage = bool((req.stream_options or {}).get("include_usage"))
 
         async def events():

@@ -45,6 +45,7 @@ class Job:
     max_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
+    stop: tuple[str, ...] = ()  # stop strings: the text ends before the first one (not sent, not kept)
     loop: asyncio.AbstractEventLoop | None = None
     # filled by the engine
     text: str = ""
@@ -58,6 +59,7 @@ class Job:
     _queue: asyncio.Queue | None = None
     _ids: list[int] = field(default_factory=list)
     _sent: int = 0
+    _stopped: bool = False  # a stop string was generated
 
     def __post_init__(self) -> None:
         self.loop = self.loop or asyncio.get_running_loop()
@@ -120,18 +122,30 @@ class _RowStreamer:
             job._ids.append(int(tok))
             job.completion_tokens += 1
             self._send_delta(job)
-            if job.completion_tokens >= job.max_tokens:
+            if job._stopped:
+                self._finish(i, "stop")
+            elif job.completion_tokens >= job.max_tokens:
                 self._finish(i, "length")
 
     def _send_delta(self, job: Job, final: bool = False) -> None:
+        if job._stopped:  # the text already ends before its stop string
+            return
         text = self.tokenizer.decode(job._ids, skip_special_tokens=True)
         # A multi-byte character split over tokens decodes as U+FFFD until its last byte arrives: hold it back.
         if not final and text.endswith("\ufffd"):
             return
+        hold = 0
+        if job.stop:
+            found = [at for at in (text.find(s) for s in job.stop) if at >= 0]
+            if found:
+                text, job._stopped = text[: min(found)], True
+            elif not final:  # a stop string may be arriving: send nothing that could be its beginning
+                hold = max((n for s in job.stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        job.text = text
+        text = text[: len(text) - hold]
         if len(text) > job._sent:
             delta = text[job._sent :]
             job._sent = len(text)
-            job.text = text
             job._emit("delta", delta)
 
     def _finish(self, i: int, reason: str) -> None:

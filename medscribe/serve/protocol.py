@@ -1,7 +1,8 @@
 """The OpenAI chat-completions wire format `medscribe serve` speaks: request model, responses, chunks, errors.
 
 Unknown request fields are ignored (clients send many optional ones); fields medscribe cannot honour are
-refused (n > 1) rather than silently dropped. Errors have OpenAI's shape:
+refused (n > 1; `stop` on medscribe-rag, whose answer is a JSON object a stop string would cut) rather than
+silently dropped. Errors have OpenAI's shape:
 `{"error": {"message", "type", "code", "request_id"}}`.
 """
 
@@ -11,7 +12,7 @@ import json
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Message(BaseModel):
@@ -46,7 +47,17 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # Up to 4 strings (OpenAI's limit): generation ends before the first one, which is not returned.
+    stop: str | list[str] | None = Field(default_factory=list)
     medscribe: MedscribeOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> list[str]:
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("give at most 4 non-empty stop strings")
+        return stops
 
 
 def text_of(message: Message) -> str:

@@ -106,7 +106,7 @@ class ProxyEngine:
             stream = await self._client.chat.completions.create(
                 model=self.tuned_model if job.adapter and self.tuned_model else self.base_model,
                 messages=job.messages, max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
-                stream=True, stream_options={"include_usage": True})
+                stop=list(job.stop) or None, stream=True, stream_options={"include_usage": True})
             async for chunk in stream:
                 if chunk.usage is not None:
                     job.prompt_tokens = chunk.usage.prompt_tokens

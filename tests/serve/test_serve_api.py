@@ -172,3 +172,31 @@ def test_log_lines_are_phi_scrubbed(server, caplog):
     assert "model=tiny-llama0 status=200" in text
     assert "[PHONE]" in text and "[NAME]" in text
     assert "Иванов" not in text and "123-45-67" not in text
+
+
+def test_stop_strings_end_the_answer_before_them_plain_and_streamed(server):
+    client = server.client()
+    plain = client.chat.completions.create(model="medscribe-tuned", messages=ASK, max_tokens=24, user="stop0")
+    text = plain.choices[0].message.content
+    assert len(text) >= 6, text  # the tiny random model says something to cut
+    stop = text[len(text) // 2: len(text) // 2 + 2]
+    expected = text[: text.find(stop)].strip()
+    cut = client.chat.completions.create(model="medscribe-tuned", messages=ASK, max_tokens=24, user="stop1",
+                                         stop=[stop, "never-generated-xyz"])
+    assert cut.choices[0].message.content == expected
+    assert cut.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(model="medscribe-tuned", messages=ASK, max_tokens=24, user="stop2",
+                                            stop=stop, stream=True)
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert stop not in streamed and streamed.strip() == expected  # nothing of the stop string was sent
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+
+
+def test_stop_is_refused_where_it_cannot_be_honoured(server):
+    rag = httpx.post(server.url + "/v1/chat/completions", json={"model": "medscribe-rag", "messages": ASK,
+                                                                 "stop": ["."]})
+    assert rag.status_code == 422 and "JSON object" in rag.json()["error"]["message"]
+    many = httpx.post(server.url + "/v1/chat/completions", json={"model": "medscribe-tuned", "messages": ASK,
+                                                                  "stop": ["a", "b", "c", "d", "e"]})
+    assert many.status_code == 422 and "stop" in many.json()["error"]["message"]
