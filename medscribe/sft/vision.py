@@ -282,6 +282,8 @@ def run_vision_sft(settings: Any, run: str | None = None, resume: bool = False, 
         if on:
             raise UsageError(f"{flag} is not supported for vision-language runs yet (image rows); turn it off")
     setup = _vision_setup(sft)
+    if setup.world_size > 1:  # every rank would write the run's files: DDP for image runs is not built yet
+        raise UsageError("vision-language runs train in one process; run `medscribe sft` without torchrun/accelerate")
     model_path = resolve_base_model(sft.base_model)
     run_dir = pick_run_dir(settings, run, resume)
     checkpoint = last_checkpoint(run_dir) if resume else None

@@ -125,6 +125,23 @@ def test_data_with_images_to_a_vision_adapter(tmp_path, tiny_vlm):
     assert all(entry["messages"][-1]["content"][0]["type"] == "image" for entry in log)
 
 
+def test_a_killed_vision_run_resumes_from_its_checkpoint(tmp_path, tiny_vlm):
+    from medscribe.sft import run_sft
+
+    _image_data(tmp_path, 10)
+    first = run_sft(tiny_settings(tmp_path, tiny_vlm, max_steps=2, eval_steps=2, image_max_pixels=56 * 56,
+                                  gradient_checkpointing=False))
+    examples = (Path(first["run_dir"]) / "examples.json").read_text()
+    with pytest.raises(UsageError, match="already has checkpoints"):
+        run_sft(tiny_settings(tmp_path, tiny_vlm, max_steps=4, eval_steps=2))
+    resumed = run_sft(tiny_settings(tmp_path, tiny_vlm, max_steps=4, eval_steps=2, image_max_pixels=56 * 56,
+                                    gradient_checkpointing=False), resume=True)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["result"]["global_step"] == 4
+    assert (Path(resumed["run_dir"]) / "examples.json").read_text() == examples  # the same examples
+    steps = [e["step"] for e in json.loads((Path(resumed["run_dir"]) / "history.json").read_text())["train"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 4  # no duplicated history
+
+
 def test_image_rows_need_a_vision_language_base_model(tmp_path, tiny_model_dir):
     from medscribe.sft import run_sft
 
