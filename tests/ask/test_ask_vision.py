@@ -75,6 +75,26 @@ def test_bad_images_are_errors_naming_file_row_and_field(tmp_path, server, make_
     assert server.requests == []  # nothing was asked
 
 
+def test_cli_image_flag(tmp_path, server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from medscribe.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDSCRIBE_PATHS__ASK", str(tmp_path / "ask"))
+    write_png(tmp_path / "scan.png", seed=4)
+    runner = CliRunner()
+    result = runner.invoke(app, ["ask", "Очаг 5 мм", "--image", "scan.png", "--base-url", server.base_url,
+                                 "--no-rag", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parse_ok"] is True
+    assert _image_part(server.requests[0]["messages"][-1])["image_url"]["url"].startswith("data:image/png;base64,")
+    missing = runner.invoke(app, ["ask", "Очаг", "--image", "Иванов.png", "--base-url", server.base_url, "--no-rag"])
+    assert missing.exit_code == 2 and "--image: field 'image': file not found" in missing.output
+    batch = runner.invoke(app, ["ask", "--input", "x.jsonl", "--image", "scan.png", "--base-url", server.base_url])
+    assert batch.exit_code == 2 and "--image are for a single TEXT" in batch.output
+
+
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory) -> Path:
     return build_tiny_vlm(tmp_path_factory.mktemp("vlm") / "model")
