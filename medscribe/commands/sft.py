@@ -52,6 +52,12 @@ def command(
     pairs_threshold: float | None = typer.Option(
         None, "--pairs-threshold", help="sft.pairs_threshold: answers below it on sft.pairs_metric give pairs."),
     beta: float | None = typer.Option(None, "--beta", help="sft.beta (DPO / ORPO)."),
+    teacher_backend: str | None = typer.Option(
+        None, "--teacher-backend", help="distill: openai | local (sft.teacher_backend)."),
+    teacher_model: str | None = typer.Option(
+        None, "--teacher", help="distill: the teacher's server model name or model folder (sft.teacher_model)."),
+    teacher_adapter: str | None = typer.Option(
+        None, "--teacher-adapter", help="distill: the local teacher's adapter folder (sft.teacher_adapter)."),
 ) -> None:
     """Train a LoRA adapter on paths.data/train.jsonl (eval.jsonl for evaluation and early stopping)."""
     if ctx.invoked_subcommand is not None:
@@ -63,7 +69,8 @@ def command(
             "grad_accum": grad_accum, "lora_r": lora_r, "max_seq_length": max_seq_length, "packing": packing,
             "rag_context": rag_context, "eval_steps": eval_steps, "run_name": run,
             "method": method, "init_adapter": init_adapter, "pairs_file": pairs, "pairs_eval": pairs_eval,
-            "pairs_threshold": pairs_threshold, "beta": beta,
+            "pairs_threshold": pairs_threshold, "beta": beta, "teacher_backend": teacher_backend,
+            "teacher_model": teacher_model, "teacher_adapter": teacher_adapter,
         }
     }
     settings = load_settings(ctx, flags)

@@ -27,6 +27,8 @@ def write_distill_data(root, faults=True):
     rows = report_rows(6)
     if faults:  # the fake server answers [[prose]] with plain text and [[500]] with HTTP 500 (tests/ask/fake_server.py)
         rows += [{**report_rows(1, start=50)[0], "id": "prose", "input": "Очаг [[prose]] 3 мм."},
+                 # the fake teacher echoes the input: its answer carries a name, which must not reach training
+                 {**report_rows(1, start=52)[0], "id": "phi", "input": "Киста 5 мм, пациент Иван Петров"},
                  {**report_rows(1, start=51)[0], "id": "broken", "input": "Очаг [[500]] 4 мм."}, DIALOGUE]
     write_jsonl(root / "data" / "train.jsonl", rows)
     write_jsonl(root / "data" / "eval.jsonl", report_rows(2, start=100))
@@ -54,7 +56,7 @@ def test_student_trains_on_the_teachers_answers(tiny_model_dir, tmp_path, quick_
         result = invoke(config)
         assert result.exit_code == 0, result.output
         asked = [r["messages"][-1]["content"] for r in server.requests]
-        assert len(asked) == 8  # 6 + prose + broken; the dialogue row is never sent
+        assert len(asked) == 9  # 6 + prose + phi + broken; the dialogue row is never sent
         assert all("Болит" not in text for text in asked)
     run = tmp_path / "sft" / "t"
     m = json.loads((run / "training_config.json").read_text())
@@ -63,12 +65,18 @@ def test_student_trains_on_the_teachers_answers(tiny_model_dir, tmp_path, quick_
     teacher = m["distill"]["teacher"]
     assert teacher["backend"] == "openai" and teacher["model"] == "big-teacher"
     assert teacher["server"] == server.base_url and teacher["fingerprint"]
-    assert m["distill"]["trained_rows"] == 6 and m["distill"]["rejected"] == 3
+    assert m["distill"]["trained_rows"] == 7 and m["distill"]["rejected"] == 3
     # the student's targets are the teacher's answers, not the gold ones
     answers = {r["id"]: r["prediction"] for r in read_jsonl(run / "teacher" / "results.jsonl") if not r["error"]}
     student = read_jsonl(run / "distill_train.jsonl")
-    assert [r["id"] for r in student] == [f"r{i}" for i in range(6)]
-    assert all(r["target"] == answers[r["id"]] and r["target"].startswith("conclusion: ") for r in student)
+    assert [r["id"] for r in student] == [f"r{i}" for i in range(6)] + ["phi"]
+    assert all(r["target"] == answers[r["id"]] and r["target"].startswith("conclusion: ") for r in student[:6])
+    # PHI-scrubbed again before training
+    assert "Петров" in answers["phi"] and student[6]["target"] == "conclusion: Киста 5 мм, пациент [NAME]"
+    assert m["distill"]["answers_phi_scrubbed"] == 1
+    # (the input keeps its name here: real inputs come PHI-scrubbed from `medscribe data`; this one was made up)
+    completions = json.loads((run / "stages" / "distill" / "examples.json").read_text())["train"][0]
+    assert not any("Петров" in e["completion"][0]["content"] for e in completions)
     examples = json.loads((run / "stages" / "distill" / "examples.json").read_text())
     trained = [json.loads(e["completion"][0]["content"])["result"] for e in examples["train"][0]]
     assert trained == [r["target"] for r in student]
@@ -119,11 +127,10 @@ def test_local_teacher_with_adapter_and_no_usable_answer(tiny_model_dir, tmp_pat
                            LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     model.save_pretrained(adapter)
     write_distill_data(tmp_path, faults=False)
-    config = write_config(tmp_path, tiny_model_dir, teacher_backend="local", teacher_model=str(tiny_model_dir),
-                          teacher_adapter=str(adapter))
-    text = config.read_text() + '\n[ask]\nmax_new_tokens = 4\ndevice = "cpu"\n'
-    config.write_text(text)
-    result = invoke(config)
+    config = write_config(tmp_path, tiny_model_dir)
+    config.write_text(config.read_text() + '\n[ask]\nmax_new_tokens = 4\ndevice = "cpu"\n')
+    result = invoke(config, "--teacher-backend", "local", "--teacher", str(tiny_model_dir),
+                    "--teacher-adapter", str(adapter))
     assert result.exit_code == 1, result.output
     assert "distill: no usable teacher answer (6 rows rejected, see" in " ".join(result.output.split())
     summary = json.loads((tmp_path / "sft" / "t" / "teacher" / "summary.json").read_text())
