@@ -113,6 +113,8 @@ def parse_answer(raw: str | None, task: str) -> ParsedAnswer:
     """Parse a model's raw answer for `task`; never raises."""
     if raw is None:
         return ParsedAnswer(False, "", None, reason="no output")
+    if task == "dialogue":  # a conversation turn is free text (sft trains it without the JSON format)
+        return ParsedAnswer(True, raw.strip(), None)
     schema = ANSWER_SCHEMAS[task]
     field = ANSWER_TEXT_FIELD[task]
     reason = "no JSON object found"

@@ -134,7 +134,7 @@ class OpenAIBackend:
             try:
                 async with semaphore:
                     # Decided once a slot is free, so a fallback found meanwhile applies to queued requests.
-                    if self.json_mode_used == "schema":
+                    if self.json_mode_used == "schema" and req.task != "dialogue":  # free-text turns
                         kwargs["response_format"] = response_format(req.task, req.reasoning)
                     started = started or time.monotonic()
                     response = await client.chat.completions.create(**kwargs)

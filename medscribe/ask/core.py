@@ -104,12 +104,15 @@ def make_backend(settings: Any) -> Any:
 
 
 def retrieve(retriever: Any, records: list[dict[str, Any]], k: int, filter_fields: list[str]) -> list[list[Hit]]:
-    """Top-k hits per record, batched; a record never retrieves itself (its id is excluded)."""
+    """Top-k hits per record, batched; a record never retrieves itself (its id is excluded). Dialogue rows
+    retrieve nothing: their context is the conversation (sft trains them without retrieval)."""
     if retriever is None or k == 0 or not records:
         return [[] for _ in records]
     # search_many takes one filter for all its queries, so records are grouped by their filter values.
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
+        if record.get("task") == "dialogue":
+            continue
         groups[tuple((f, record.get(f)) for f in filter_fields if record.get(f))].append(i)
     hits: list[list[Hit]] = [[] for _ in records]
     for key, indices in groups.items():
@@ -125,10 +128,13 @@ def retrieve(retriever: Any, records: list[dict[str, Any]], k: int, filter_field
 
 
 def build_request(record: dict[str, Any], hits: list[Hit], settings: Any) -> Request:
-    from medscribe.prompts import attach_image, build_messages
+    from medscribe.prompts import attach_image, build_dialogue_messages, build_messages
 
     task = record.get("task") or settings.data.task
     prompt = settings.prompt
+    if task == "dialogue":  # the turns before the scored answer, as sft's build_dialogue_example renders them
+        messages = build_dialogue_messages(record["turns"][:-1], prompt, record.get("system"))
+        return Request(messages=messages, task=task, reasoning=False)
     if record.get("image"):
         from medscribe.ask.vision import check_backend_takes_images
 

@@ -7,7 +7,9 @@ Fields: id, input, target, organ, modality, specialty, image (and task, when a J
 test.jsonl works as is); each is decoded before any row is asked, and a missing or corrupt one is a UsageError
 naming file, row and field. Each is read
 from `columns[field]` when mapped (`ask.columns` or `--column field=COLUMN`), else from a column of the same
-name. The data stage's test.jsonl works as is. CSV: UTF-8 (with or without BOM), falling back to cp1251;
+name. The data stage's test.jsonl works as is, multi-turn samples from chat exports included: a JSONL row with
+`task = "dialogue"` keeps its `turns` (user/assistant, ending with the assistant turn the answer is scored
+against) and `system`, and is asked with the conversation before that turn, as sft trained it. CSV: UTF-8 (with or without BOM), falling back to cp1251;
 the separator (`;`, `,`, tab) is sniffed. Problems are UsageErrors naming file, row and field, never the
 row's content (it may hold PHI).
 """
@@ -60,6 +62,22 @@ def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]
     return rows, sorted(keys)
 
 
+def _dialogue_fields(row: dict[str, Any], raw: dict[str, Any], where: str) -> None:
+    """`turns` + `system` of a dialogue row, checked like sft checks them; the target is the last turn."""
+    turns = raw.get("turns")
+    roles = [t.get("role") for t in turns] if isinstance(turns, list) and all(isinstance(t, dict) for t in turns) \
+        else None
+    if not roles or len(roles) < 2 or roles[-1] != "assistant" or roles[-2] != "user" or \
+            any(r not in ("user", "assistant") for r in roles):
+        raise UsageError(f"{where}: field 'turns': a dialogue row needs user/assistant turns ending with a user "
+                         "turn and the assistant turn to score")
+    if any(not str(t.get("content") or "").strip() for t in turns):
+        raise UsageError(f"{where}: field 'turns': a turn has no content")
+    row["turns"] = [{"role": t["role"], "content": str(t["content"])} for t in turns]
+    row["system"] = raw.get("system") if isinstance(raw.get("system"), str) else None
+    row["target"] = row["target"] or row["turns"][-1]["content"].strip()
+
+
 def read_inputs(path: str | Path, columns: dict[str, str], task: str) -> tuple[list[dict[str, Any]], bool]:
     """Rows as dicts with FIELDS (+ task); returns (rows, ids_from_row_numbers)."""
     path = Path(path)
@@ -96,7 +114,9 @@ def read_inputs(path: str | Path, columns: dict[str, str], task: str) -> tuple[l
             if value is not None and not isinstance(value, str):
                 value = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
             row[field] = value.strip() if isinstance(value, str) and value.strip() else None
-        row["task"] = raw.get("task") if raw.get("task") in ("report", "qa") else task
+        row["task"] = raw.get("task") if raw.get("task") in ("report", "qa", "dialogue") else task
+        if row["task"] == "dialogue":
+            _dialogue_fields(row, raw, f"{path}:{where} {number}")
         if ids_from_rows:
             row["id"] = f"row-{number}"
         if not row["id"]:

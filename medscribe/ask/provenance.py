@@ -47,10 +47,14 @@ _PROBE_CONTEXT = [
 
 def prompt_hash(settings: Any, tasks: list[str]) -> str:
     """Hash of the messages medscribe.prompts renders for each task in `tasks` (with and without context)."""
-    from medscribe.prompts import build_messages
+    from medscribe.prompts import build_dialogue_messages, build_messages
 
-    rendered = {task: [build_messages(_PROBE_RECORD, task, settings.prompt, context=ctx)
-                       for ctx in ((), _PROBE_CONTEXT)] for task in sorted(set(tasks))}
+    def render(task: str) -> list:
+        if task == "dialogue":  # the conversation is the row's (the input file's hash covers it)
+            return [build_dialogue_messages([{"role": "user", "content": "<turn>"}], settings.prompt)]
+        return [build_messages(_PROBE_RECORD, task, settings.prompt, context=ctx) for ctx in ((), _PROBE_CONTEXT)]
+
+    rendered = {task: render(task) for task in sorted(set(tasks))}
     return fp.short_hash({"messages": rendered, "settings": settings.prompt.model_dump(mode="json")})
 
 
