@@ -127,7 +127,8 @@ def test_local_vision_model_answers_with_the_image(tmp_path, tiny_vlm, make_sett
             {"id": "b", "input": "Очаг 5 мм", "image": "images/b.png"},
             {"id": "c", "input": "Очаг 5 мм"}]
     path = write_jsonl(tmp_path / "in.jsonl", rows)
-    settings = make_settings(backend="local", local_model=str(tiny_vlm), k=0, max_new_tokens=6, batch_size=2,
+    # one batch of rows with and without an image: the processor matches images to their rows
+    settings = make_settings(backend="local", local_model=str(tiny_vlm), k=0, max_new_tokens=6, batch_size=3,
                              device="cpu")
     summary = run_batch(settings, path, run="base")
     results = {r["id"]: r for r in read_results(tmp_path / "ask" / "base")}

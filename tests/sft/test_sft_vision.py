@@ -69,6 +69,22 @@ def test_labels_are_the_answer_after_the_expanded_image_tokens(tmp_path, tiny_vl
     assert row["pixel_values"].shape[0] == int(row["image_grid_thw"][0].prod())
 
 
+def test_a_batch_mixes_image_and_text_only_rows(tmp_path, tiny_vlm):
+    from medscribe.sft.vision import IGNORE_INDEX, VisionCollator
+    from medscribe.vlm import load_processor, load_vlm
+
+    processor, _ = load_processor(tiny_vlm)
+    with_image, _ = _example(tmp_path)
+    text_only, _ = _example(tmp_path, image=False)
+    batch = VisionCollator(processor)([with_image, text_only])
+    assert batch["image_grid_thw"].shape == (1, 3)  # one image in the batch, for its row only
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["mm_token_type_ids"].shape
+    assert int(batch["mm_token_type_ids"][1].sum()) == 0 and int(batch["mm_token_type_ids"][0].sum()) > 0
+    assert all((row != IGNORE_INDEX).any() for row in batch["labels"])
+    loss = load_vlm(tiny_vlm)(**batch).loss
+    assert math.isfinite(float(loss))
+
+
 def _image_data(root: Path, n: int) -> None:
     """`medscribe data` output with an image column, made by the data stage itself."""
     from medscribe.data import run_data
