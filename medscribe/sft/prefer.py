@@ -164,10 +164,15 @@ def run_prefer(settings: Any, run: str | None = None, resume: bool = False, retr
     is_main = int(os.environ.get("RANK", "0")) == 0
     say = console.print if console is not None and is_main else (lambda *a, **k: None)
     # The cpu fast path replaces the SFT loss and attention; DPO/ORPO compute their own loss, so it is off here.
-    policy_sft = sft.model_copy(update={"cpu_fast": False})
+    # Its memory decision stays: where it would skip 4-bit for sft (RAM is plentiful), bitsandbytes' slow CPU
+    # kernels are skipped here too.
+    fast = choose_setup(sft).cpu_fast if sft.cpu_fast is not False else {}
+    skip_4bit = bool(fast.get("enabled") and fast.get("skip_4bit") and sft.load_in_4bit)
+    policy_sft = sft.model_copy(update={"cpu_fast": False, **({"load_in_4bit": False} if skip_4bit else {})})
     setup = choose_setup(policy_sft)
-    if sft.cpu_fast is not False and setup.device == "cpu":
-        setup.notes.append(f"cpu fast path off for sft.method = {method!r} (TRL's {method.upper()} loss is used)")
+    if fast.get("enabled"):
+        setup.notes.append(f"cpu fast path off for sft.method = {method!r} (TRL's {method.upper()} loss is used)"
+                           + ("; 4-bit off too: the model fits in RAM" if skip_4bit else ""))
     if setup.backend == "unsloth":
         import unsloth  # noqa: F401  (before trl/transformers/peft: it patches them)
     model_path = resolve_base_model(sft.base_model)
