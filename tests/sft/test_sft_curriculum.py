@@ -52,7 +52,8 @@ def curriculum_config(root, model_dir, stages: list[dict], **sft):
 THREE = [
     {"name": "single-turn", "turns": "single", "max_steps": 2, "learning_rate": 1e-3},
     {"name": "multi-turn", "turns": "multi", "max_steps": 1, "learning_rate": 5e-4},
-    {"name": "hard-negatives", "data": "HARD", "max_steps": 1, "learning_rate": 2e-4},
+    {"name": "hard-negatives", "data": "HARD", "where": {"organ": ["печень", "почка"]}, "max_steps": 1,
+     "learning_rate": 2e-4},
 ]
 
 
@@ -84,13 +85,15 @@ def test_stages_train_in_order_on_one_adapter_with_one_history(tiny_model_dir, t
     run = tmp_path / "sft" / "t"
     m = manifest(tmp_path)
     assert [s["name"] for s in m["stages"]] == ["single-turn", "multi-turn", "hard-negatives"]
-    assert [s["selection"]["rows_selected"] for s in m["stages"]] == [6, 4, 4]
-    assert [s["data"]["train"]["examples"] for s in m["stages"]] == [6, 4, 4]
+    assert [s["selection"]["rows_selected"] for s in m["stages"]] == [6, 4, 2]
+    assert [s["data"]["train"]["examples"] for s in m["stages"]] == [6, 4, 2]
+    hard_examples = json.loads((run / "stages" / "hard-negatives" / "examples.json").read_text())["train"][0]
+    assert [e["id"] for e in hard_examples] == ["r201", "r202"]  # where organ in (печень, почка)
     assert m["stages"][1]["data"]["train"]["dialogue_rows"] == 4
     assert "dialogue_rows" not in m["stages"][0]["data"]["train"]
     assert m["stages"][2]["selection"]["file"] == str(hard)
     assert [(s["first_step"], s["last_step"]) for s in m["stages"]] == [(1, 2), (3, 3), (4, 4)]
-    assert m["result"]["global_step"] == 4 and m["data"]["train"]["examples"] == 14
+    assert m["result"]["global_step"] == 4 and m["data"]["train"]["examples"] == 12
     # ONE history over the run, each entry tagged with its stage, steps counted over the whole run
     history = json.loads((run / "history.json").read_text())
     assert [(e["step"], e["stage"], e["stage_step"]) for e in history["train"]] == [
