@@ -80,12 +80,15 @@ def test_orpo_a_few_steps(tiny_model_dir, tmp_path):
     pytest.importorskip("trl.experimental.orpo", reason="this TRL has no trl.experimental.orpo")
     pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows())
     settings = tiny_settings(tmp_path, tiny_model_dir, method="orpo", pairs_file=str(pairs), max_steps=2,
-                             pairs_eval_fraction=0.25)
+                             pairs_eval_fraction=0.25, load_in_4bit=True)
     from medscribe.sft import run_sft
     from medscribe.sft.prefer_trainer import _orpo_rows
 
     m = run_sft(settings)
     assert m["method"] == "orpo" and m["reference"].startswith("none") and m["result"]["global_step"] == 2
+    # On CPU the fast path's memory decision holds (no slow 4-bit kernels when RAM is plentiful), said in the notes.
+    assert m["setup"]["quantization"] == "none" and m["setup"]["precision"] == "fp32"
+    assert any("cpu fast path off for sft.method = 'orpo'" in n and "4-bit off too" in n for n in m["setup"]["notes"])
     history = json.loads((tmp_path / "sft" / "t" / "history.json").read_text())
     assert all("rewards/margins" in e and "nll_loss" in e for e in history["train"])
     assert history["eval"] and all("eval_rewards/margins" in e for e in history["eval"])
@@ -106,6 +109,7 @@ def test_orpo_absent_is_one_clear_error(tiny_model_dir, tmp_path, monkeypatch):
         run_sft(settings)
 
 
+@pytest.mark.slow  # an SFT run, then a DPO run
 def test_dpo_from_an_sft_adapter_uses_the_sft_model_as_reference(tiny_model_dir, tmp_path):
     import torch
 
