@@ -12,10 +12,10 @@
    student's prompts get (ask never retrieves a row's own case); without, none. A killed run asks only the rows
    not answered yet when rerun; a teacher whose fingerprint changed is refused by ask (use another --run).
 2. Each answered row's target becomes the teacher's parsed answer (its `reasoning` too with prompt.variant =
-   "cot"), PHI-scrubbed again (data.phi: a teacher can write a name it saw in pretraining); rows the teacher
-   failed, answered with unparsable JSON or left empty, and dialogue rows (ask answers single turns), go to
-   `<run>/distill_rejects.jsonl` with id and reason only (never the text). The student's rows are written to
-   `<run>/distill_train.jsonl`.
+   "cot"; with prompt.json_answer = false its plain text), PHI-scrubbed again (data.phi: a teacher can write a
+   name it saw in pretraining); rows the teacher failed, answered with unparsable JSON or left empty, and
+   dialogue rows (ask answers single turns), go to `<run>/distill_rejects.jsonl` with id and reason only (never
+   the text). The student's rows are written to `<run>/distill_train.jsonl`.
 3. The student trains on them as a one-stage curriculum (curriculum.py: resume, one history, the manifest);
    eval rows keep their gold references (paths.data/eval.jsonl), so eval loss says how close the student gets
    to the truth, not to the teacher. The manifest's `distill` records the teacher's identity (backend, model,
@@ -84,6 +84,8 @@ def student_rows(records: list, results: dict[str, dict], prompt: Any, phi: Any)
     """(training rows with the teacher's answers as targets, rejects {id, reason}, answers the PHI scrubber
     changed), in the order of `records`."""
     kept, rejects = [], []
+    # prompt.json_answer = false asks for (and trains on) plain text: the raw answer is the answer then.
+    plain = not getattr(prompt, "json_answer", True)
     for record in records:
         row = results.get(record.id)
         if record.task == "dialogue":
@@ -92,7 +94,7 @@ def student_rows(records: list, results: dict[str, dict], prompt: Any, phi: Any)
             rejects.append({"id": record.id, "reason": "the teacher has no answer for this row"})
         elif row.get("error"):
             rejects.append({"id": record.id, "reason": f"teacher failed: {str(row['error'])[:200]}"})
-        elif not row.get("parse_ok"):
+        elif not plain and not row.get("parse_ok"):
             rejects.append({"id": record.id, "reason": f"teacher answer is not valid answer JSON "
                                                        f"({str(row.get('parse_error') or 'unparsable')[:120]})"})
         elif not str(row.get("prediction") or "").strip():

@@ -118,7 +118,8 @@ def test_a_killed_distill_resumes_without_asking_the_teacher_again(tiny_model_di
 
 def test_local_teacher_with_adapter_and_no_usable_answer(tiny_model_dir, tmp_path):
     """The tiny random model answers through LocalBackend (+ its adapter); its text is no answer JSON, so every row
-    is rejected: exit 1 naming the rejects file, and the teacher run records the local model and adapter."""
+    is rejected: exit 1 naming the rejects file, and the teacher run records the local model and adapter. Asked
+    for plain text, the same teacher's answers are trained on."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -137,6 +138,20 @@ def test_local_teacher_with_adapter_and_no_usable_answer(tiny_model_dir, tmp_pat
     assert summary["backend"] == "local" and summary["model"] == str(tiny_model_dir)
     assert summary["adapter"] == str(adapter) and summary["answered"] == 6
     assert not list((tmp_path / "sft").rglob("checkpoint-*"))
+    # with plain-text answers (prompt.json_answer = false) the same teacher's text is what the student learns
+    config.write_text(config.read_text() + "\n[prompt]\njson_answer = false\n")
+    result = invoke(config, "--run", "plain", "--teacher-backend", "local", "--teacher", str(tiny_model_dir),
+                    "--teacher-adapter", str(adapter))
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "sft" / "plain"
+    m = json.loads((run / "training_config.json").read_text())
+    assert m["distill"]["teacher"]["backend"] == "local" and m["distill"]["teacher"]["adapter"] == str(adapter)
+    assert m["distill"]["teacher"]["adapter_hash"] and m["distill"]["teacher"]["model_files"]
+    raw = {r["id"]: r["raw"] for r in read_jsonl(run / "teacher" / "results.jsonl")}
+    student = read_jsonl(run / "distill_train.jsonl")
+    assert student and len(student) + m["distill"]["rejected"] == 6
+    assert all(r["target"] == raw[r["id"]].strip() and r["target"] != f"Киста ({r['organ']}) {r['id'][1:]}"
+               for r in student)
 
 
 @pytest.mark.parametrize(("sft", "rows", "message"), [
