@@ -53,6 +53,27 @@ def tokenizer_location(model_name: str, adapter: Path | None) -> tuple[str, str]
     return model_name, TOKENIZER_FALLBACK
 
 
+def adapter_base_mismatch(model_name: str, adapter: Path | None) -> str | None:
+    """A warning when the adapter was trained on another local model folder than `model_name` (e.g. stage 2 of a
+    two-stage sft run, trained on the merged stage-1 model, put on the original base): it loads, since the
+    shapes match, but answers as neither model would. Hub ids and moved folders cannot be compared: no warning."""
+    import json
+
+    if adapter is None:
+        return None
+    try:
+        trained_on = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        trained_on = trained_on.get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+    if not trained_on or not Path(trained_on).is_dir() or not Path(model_name).is_dir():
+        return None
+    if Path(trained_on).resolve() == Path(model_name).resolve():
+        return None
+    return (f"{adapter} was trained on {trained_on}, not on ask.local_model {model_name}: answers may be "
+            "wrong (a two-stage sft run names the model to use in its training_config.json 'serve' field)")
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -79,6 +100,9 @@ class LocalBackend:
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else None
         dtype = dtype or (torch.float16 if self.device in ("cuda", "mps") else torch.float32)
         tokenizer_from, self.tokenizer_source = tokenizer_location(self.model_name, self.adapter)
+        self.base_mismatch = adapter_base_mismatch(str(self.model_name), self.adapter)
+        if self.base_mismatch:
+            log.warning("%s", self.base_mismatch)
         try:
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype)
         except OSError as exc:
@@ -110,6 +134,7 @@ class LocalBackend:
             "model": self.model_name,
             "adapter": str(self.adapter) if self.adapter else None,
             "tokenizer_source": self.tokenizer_source,
+            "adapter_base_mismatch": self.base_mismatch,
             "device": self.device,
         }
 

@@ -121,3 +121,25 @@ def test_a_prompt_longer_than_the_model_fails_alone_with_the_reason(tmp_path, ma
     assert summary["answered"] == len(QA_ROWS) and summary["failures"] == 1
     log = [line for line in (Path(summary["run_dir"]) / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert any("prompt too long" in line and "context of 1024 tokens" in line for line in log)
+
+
+def test_an_adapter_trained_on_another_model_folder_is_flagged(tmp_path, make_settings, tiny_model_dir, adapter_dir,
+                                                               caplog):
+    """Stage 2 of a two-stage sft run is trained on the merged stage-1 folder: put on the original base it
+    loads (same shapes) but is wrong, so the backend warns and the run info records it."""
+    import json
+    import logging
+    import shutil
+
+    from medscribe.ask.backend_local import LocalBackend
+
+    merged = shutil.copytree(tiny_model_dir, tmp_path / "stage1-merged")
+    moved = shutil.copytree(adapter_dir, tmp_path / "stage2-adapter")
+    config = json.loads((moved / "adapter_config.json").read_text())
+    (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(merged)}))
+    with caplog.at_level(logging.WARNING):
+        info = LocalBackend(local(make_settings, tiny_model_dir, adapter=str(moved)).ask).describe()
+    assert "was trained on" in info["adapter_base_mismatch"] and str(merged) in caplog.text
+    # On the folder it was trained on: nothing to say.
+    right = LocalBackend(local(make_settings, merged, adapter=str(moved)).ask).describe()
+    assert right["adapter_base_mismatch"] is None
