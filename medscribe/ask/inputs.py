@@ -9,8 +9,9 @@ naming file, row and field. Each is read
 from `columns[field]` when mapped (`ask.columns` or `--column field=COLUMN`), else from a column of the same
 name. The data stage's test.jsonl works as is, multi-turn samples from chat exports included: a JSONL row with
 `task = "dialogue"` keeps its `turns` (user/assistant, ending with the assistant turn the answer is scored
-against) and `system`, and is asked with the conversation before that turn, as sft trained it. CSV: UTF-8 (with or without BOM), falling back to cp1251;
-the separator (`;`, `,`, tab) is sniffed. Problems are UsageErrors naming file, row and field, never the
+against) and `system`, and is asked with the conversation before that turn, as sft trained it.
+CSV: UTF-8 (with or without BOM), falling back to cp1251; the separator (`;`, `,`, tab) is sniffed.
+Problems are UsageErrors naming file, row and field, never the
 row's content (it may hold PHI).
 """
 
