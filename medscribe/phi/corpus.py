@@ -17,13 +17,11 @@ import re
 import string
 
 from medscribe.phi import corpus_lists as L
-from medscribe.phi.corpus_templates import (
-    CONTROLS,
+from medscribe.phi.corpus_templates import CONTROLS, FILLERS, TEMPLATES
+from medscribe.phi.corpus_templates_heldout import (
     CONTROLS_BLIND,
     CONTROLS_FINAL,
     CONTROLS_HELDOUT,
-    FILLERS,
-    TEMPLATES,
     TEMPLATES_BLIND,
     TEMPLATES_FINAL,
     TEMPLATES_HELDOUT,
