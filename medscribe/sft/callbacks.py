@@ -39,8 +39,9 @@ class HistoryCallback(TrainerCallback):
 class RichProgressCallback(TrainerCallback):
     """One rich progress bar over optimizer steps, with the latest train/eval loss in its description."""
 
-    def __init__(self, console: Any = None):
+    def __init__(self, console: Any = None, label: str = "sft"):
         self.console = console
+        self.label = label  # what trains: "sft", "dpo", "orpo"
         self.enabled = console is not None
         self.progress = None
         self.task = None
@@ -59,7 +60,7 @@ class RichProgressCallback(TrainerCallback):
         )
 
         self.progress = Progress(
-            TextColumn("[bold]sft[/bold] {task.description}"),
+            TextColumn(f"[bold]{self.label}[/bold] {{task.description}}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

@@ -182,7 +182,8 @@ def build_prefer_trainer(method: str, model: Any, tokenizer: Any, sft: Any, setu
     )
     tokens = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_rows)
     speed = SpeedCallback(console, examples=len(train_rows), tokens=tokens)
-    callbacks: list[Any] = [RichProgressCallback(console), PreferHistoryCallback(run_dir / "history.json"), speed]
+    history = PreferHistoryCallback(run_dir / "history.json")
+    callbacks: list[Any] = [RichProgressCallback(console, method), history, speed]
     if use_eval and sft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=sft.early_stopping_patience,
                                                early_stopping_threshold=sft.early_stopping_threshold))
