@@ -146,7 +146,14 @@ def run_distill(settings: Any, run: str | None = None, resume: bool = False, ret
     who = ask.model if ask.backend == "openai" else ask.local_model
     say(f"[bold]teacher[/bold] {ask.backend} {who}{' + ' + str(ask.adapter) if ask.adapter else ''} answers "
         f"{len(asked)} training inputs (k = {ask.k}) -> {run_dir / TEACHER_RUN}", highlight=False)
-    summary = run_batch(teacher, inputs, run=TEACHER_RUN, retriever=retriever if ask.k else None, console=console)
+    try:
+        summary = run_batch(teacher, inputs, run=TEACHER_RUN, retriever=retriever if ask.k else None,
+                            console=console)
+    except UsageError as exc:  # ask's advice (--overwrite, --run) is for `medscribe ask`, not for this command
+        if "use --overwrite" not in str(exc):
+            raise
+        raise UsageError(str(exc).split("; use --overwrite")[0] + "; the teacher's answers belong to other inputs "
+                         "or another teacher: train under another --run (sft.run_name)") from None
     results = {}
     with open(run_dir / TEACHER_RUN / "results.jsonl", encoding="utf-8") as fh:
         for line in fh:

@@ -199,3 +199,25 @@ def test_comparison_script_student_vs_teacher_at_tiny_size(tiny_model_dir, tmp_p
     assert summary["student_minus_teacher"][primary]["delta"] == pytest.approx(student[primary] - teacher[primary])
     assert json.loads((tmp_path / "cmp" / "distill_demo.json").read_text())["rows"] == 3
     assert (tmp_path / "cmp" / "ask" / "teacher" / "results.jsonl").is_file()
+
+
+def test_resuming_with_another_teacher_is_refused_with_sft_advice(tiny_model_dir, tmp_path, quick_retries,
+                                                                   monkeypatch):
+    from medscribe.sft import curriculum
+
+    write_distill_data(tmp_path, faults=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with FakeServer() as server:
+        config = write_config(tmp_path, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1)
+        monkeypatch.setattr(curriculum, "run_curriculum", killed)
+        assert invoke(config).exit_code == 130
+        monkeypatch.undo()
+        monkeypatch.setenv("MEDSCRIBE_ASK__MAX_RETRIES", "0")
+        other = write_config(tmp_path, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1,
+                             teacher_model="another-teacher")
+        result = invoke(other, "--resume")
+    assert result.exit_code == 2
+    assert "another --run" in result.output and "--overwrite" not in result.output  # sft has no --overwrite
