@@ -33,6 +33,7 @@ def test_fast_path_chosen_on_cpu_recorded_with_speed_figures(tiny_model_dir, tmp
     fast = m["setup"]["cpu_fast"]
     assert fast["enabled"] and fast["padding_free"] and fast["label_only_head"] and fast["threads"] >= 1
     assert fast["skip_4bit"] and fast["skip_checkpointing"] and fast["bf16"] == BF16
+    assert fast["fused_lora"] and "cpu_fast: 14 LoRA Linear layers fused" in fast["notes"]  # 2 layers x 7
     assert m["setup"]["quantization"] == "none" and m["model"]["linear_4bit_layers"] == 0
     assert m["setup"]["precision"] == ("bf16" if BF16 else "fp32")
     speed = m["speed"]
@@ -201,3 +202,153 @@ def test_speed_callback_excludes_warmup_and_estimates_the_epoch(monkeypatch):
     assert s["tokens_per_s"] == pytest.approx(400 / 8, rel=1e-3)
     assert s["examples_per_s"] == pytest.approx(24 / 8, rel=1e-3)
     assert s["steps_per_epoch"] == 13 and s["epoch_seconds_estimate"] == pytest.approx(13 * 8 / 3, rel=1e-3)
+
+
+def _lora_model(tiny_model_dir, dropout=0.0):
+    """The tiny model with LoRA on all projections and random (non-zero) B, so the LoRA branch shows."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = _model(tiny_model_dir, "varlen")
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=12, lora_dropout=dropout, task_type="CAUSAL_LM",
+                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                             "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model.train(), tokenizer
+
+
+def _loss_and_grads(model, batch, bf16):
+    from medscribe.sft.cpu_fast import label_position_loss
+
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss, _ = label_position_loss(model, dict(batch))
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("bf16", [False, pytest.param(True, marks=pytest.mark.skipif(not BF16, reason="no bf16"))])
+def test_fused_lora_and_rms_norm_give_the_same_loss_and_lora_grads(tiny_model_dir, bf16):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from medscribe.sft.cpu_fast import cast_frozen_to_bf16
+    from medscribe.sft.cpu_fused import fuse_lora, fuse_rms_norm, unfuse
+
+    model, tokenizer = _lora_model(tiny_model_dir)
+    if bf16:
+        cast_frozen_to_bf16(model)  # as the fast path loads it: bf16 base, fp32 LoRA
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(
+        _rows(tokenizer, 3))
+    loss, grads = _loss_and_grads(model, batch, bf16)
+    layers = model.config.num_hidden_layers
+    assert fuse_lora(model) == (7 * layers, {})
+    assert fuse_rms_norm(model) == 2 * layers + 1
+    ran = []
+    q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
+    q_proj.register_forward_hook(lambda mod, inp, out: ran.append(out.dtype))
+    fused_loss, fused_grads = _loss_and_grads(model, batch, bf16)
+    assert ran == [torch.bfloat16 if bf16 else torch.float32]  # the fused forward ran, in autocast's dtype
+    assert grads.keys() == fused_grads.keys() and all("lora_" in n for n in grads) and len(grads) == 14 * layers
+    # fp32: the same arithmetic regrouped; bf16: addmm and F.rms_norm round once where PEFT/transformers round
+    # twice, so within bf16 noise
+    tol = {"rtol": 5e-2, "atol": 5e-3} if bf16 else {"rtol": 1e-4, "atol": 1e-6}
+    assert fused_loss == pytest.approx(loss, rel=tol["rtol"] / 5 if bf16 else 1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, **tol, msg=name)
+    # unfuse restores PEFT's and transformers' forwards exactly
+    assert unfuse(model) == 7 * layers + 2 * layers + 1
+    assert _loss_and_grads(model, batch, bf16)[0] == loss
+
+
+def test_fused_lora_leaves_what_it_cannot_compute_to_peft(tiny_model_dir, tmp_path):
+    from medscribe.sft.backends import choose_setup
+    from medscribe.sft.cpu_fused import fuse_lora, unfuse
+
+    model, _ = _lora_model(tiny_model_dir, dropout=0.1)
+    assert fuse_lora(model) == (0, {"lora_dropout > 0": 7 * model.config.num_hidden_layers})
+    plan = choose_setup(tiny_settings(tmp_path, tiny_model_dir, lora_dropout=0.1).sft).cpu_fast
+    assert plan["enabled"] and not plan["fused_lora"]
+    assert any("not fused (lora_dropout > 0" in n for n in plan["notes"])
+    # adapters disabled at call time (e.g. a reference model's forward): PEFT's own path, base output only
+    model, tokenizer = _lora_model(tiny_model_dir)
+    ids = torch.tensor([_rows(tokenizer, 1)[0]["input_ids"]])
+    fuse_lora(model)
+    with torch.no_grad(), model.disable_adapter():
+        disabled = model(input_ids=ids).logits
+    unfuse(model)
+    with torch.no_grad(), model.disable_adapter():
+        torch.testing.assert_close(disabled, model(input_ids=ids).logits, rtol=0, atol=0)
+        base_only = model(input_ids=ids).logits
+    with torch.no_grad():
+        assert (model(input_ids=ids).logits - base_only).abs().max() > 1e-3  # the adapter does change it
+    # a deep copy of a fused model computes with its own weights
+    import copy
+
+    fuse_lora(model)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in twin.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+        torch.testing.assert_close(twin(input_ids=ids).logits, base_only)
+        assert (model(input_ids=ids).logits - base_only).abs().max() > 1e-3
+
+
+def test_fused_rms_norm_matches_each_verified_class_and_leaves_gemma_alone():
+    import importlib
+
+    from medscribe.sft.cpu_fused import RMS_NORM_CLASSES, fuse_rms_norm, rms_norm_classes
+
+    classes = rms_norm_classes()
+    assert len(classes) == len(RMS_NORM_CLASSES)  # all verified classes exist in this transformers
+    gemma = importlib.import_module("transformers.models.gemma.modeling_gemma").GemmaRMSNorm
+    torch.manual_seed(0)
+    for cls in classes:
+        for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
+            norm = cls(48, eps=1e-5).to(dtype)
+            with torch.no_grad():
+                norm.weight.normal_(1.0, 0.3)
+            x = (torch.randn(2, 7, 48) * 3).to(dtype).requires_grad_()
+            ref = norm(x)
+            (ref_grad,) = torch.autograd.grad(ref.float().square().sum(), x)
+            holder = torch.nn.Sequential(norm, gemma(48))
+            assert fuse_rms_norm(holder) == 1 and "forward" not in holder[1].__dict__
+            out = norm(x)
+            (grad,) = torch.autograd.grad(out.float().square().sum(), x)
+            assert out.dtype == ref.dtype == dtype
+            torch.testing.assert_close(out, ref, rtol=tol, atol=tol, msg=f"{cls.__name__} {dtype}")
+            torch.testing.assert_close(grad, ref_grad, rtol=tol * 2, atol=tol * 10, msg=f"{cls.__name__} {dtype}")
+
+
+def test_fp32_head_caches_its_weight_and_runs_the_hidden_gradient_in_bf16():
+    from medscribe.sft.cpu_fast import _fp32_linear
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 300, bias=False).requires_grad_(False)
+    head.weight.data = head.weight.data.bfloat16()
+    forward = _fp32_linear(head)
+    hidden = torch.randn(5, 32).bfloat16().requires_grad_()
+    targets = torch.randint(0, 300, (5,))
+    logits = forward(hidden)
+    torch.nn.functional.cross_entropy(logits, targets).backward()
+    # reference: plain autograd through the fp32 upcasts
+    ref_hidden = hidden.detach().clone().requires_grad_()
+    ref = torch.nn.functional.linear(ref_hidden.float(), head.weight.float())
+    torch.nn.functional.cross_entropy(ref, targets).backward()
+    assert logits.dtype == torch.float32 and hidden.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(logits, ref, rtol=0, atol=0)  # the forward is exact fp32
+    torch.testing.assert_close(hidden.grad.float(), ref_hidden.grad.float(), rtol=2e-2, atol=2e-4)
+    assert logits.grad_fn.name().endswith("Fp32HeadBf16GradBackward")  # the bf16-gradient path ran
+    # the fp32 copy of the frozen weight is made once, and again only after the weight changed
+    weight32 = forward.fp32_weight()
+    assert weight32.dtype == torch.float32 and forward.fp32_weight() is weight32
+    with torch.no_grad():
+        head.weight.mul_(2)
+    assert forward.fp32_weight() is not weight32
+    torch.testing.assert_close(forward(hidden.detach()), 2 * ref.detach(), rtol=0, atol=0)
