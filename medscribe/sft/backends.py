@@ -209,6 +209,23 @@ def loaded_summary(model: Any) -> dict[str, int]:
     return {"linear_4bit_layers": four_bit, "trainable_parameters": trainable, "parameters": total}
 
 
+def placement_kwargs(setup: Setup, dtype: Any, skip_modules: list[str] | None = None) -> dict[str, Any]:
+    """from_pretrained arguments for where the model goes: one full copy per DDP process on its own GPU, and the
+    nf4 quantization config (`skip_modules` stay unquantized, e.g. a vision tower) when setup asks for 4-bit."""
+    kwargs: dict[str, Any] = {}
+    if setup.device == "cuda":
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    if setup.quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        extra = {"llm_int8_skip_modules": skip_modules} if skip_modules else {}
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True,
+            **extra)
+        kwargs.setdefault("device_map", "cpu")
+    return kwargs
+
+
 def load_model(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:
     """(PEFT model ready to train, tokenizer) for the chosen backend."""
     if setup.backend == "unsloth":
@@ -229,16 +246,7 @@ def _load_hf(sft: Any, setup: Setup, model_path: str) -> tuple[Any, Any]:
         from medscribe.sft.cpu_fast import register_varlen_attention
 
         kwargs["attn_implementation"] = register_varlen_attention()
-    if setup.device == "cuda":
-        # One full copy per DDP process, each on its own GPU.
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    if setup.quantization == "nf4":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
-        )
-        kwargs.setdefault("device_map", "cpu")
+    kwargs.update(placement_kwargs(setup, dtype))
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     check_target_modules(model, sft.target_modules)
     if setup.quantization == "nf4":

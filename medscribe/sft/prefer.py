@@ -109,7 +109,7 @@ def check_resume(run_dir: Path, record: dict, resume: bool) -> None:
 
 def load_policy(sft: Any, setup: Any, model_path: str, init_adapter: Path | None) -> tuple[Any, Any]:
     """(trainable PEFT model, tokenizer): a fresh LoRA (backends.load_model) or the SFT adapter, trainable."""
-    from medscribe.sft.backends import load_model, prepare_tokenizer, torch_dtype
+    from medscribe.sft.backends import load_model, placement_kwargs, prepare_tokenizer, torch_dtype
 
     if init_adapter is None:
         return load_model(sft, setup, model_path)
@@ -130,16 +130,8 @@ def load_policy(sft: Any, setup: Any, model_path: str, init_adapter: Path | None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(tokenizer_dir)), sft.chat_template)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(setup.precision)}
-    if setup.device == "cuda":
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    if setup.quantization == "nf4":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(setup.precision),
-            bnb_4bit_use_double_quant=True)
-        kwargs.setdefault("device_map", "cpu")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(setup.precision),
+                              **placement_kwargs(setup, torch_dtype(setup.precision))}
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     if setup.quantization == "nf4":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=sft.gradient_checkpointing)
@@ -155,7 +147,7 @@ def run_prefer(settings: Any, run: str | None = None, resume: bool = False, retr
     """Train with DPO or ORPO; return (and write) the run manifest (see the module docstring)."""
     from medscribe.sft.backends import choose_setup, loaded_summary, resolve_base_model
     from medscribe.sft.prefer_trainer import build_prefer_trainer, encode_pairs, orpo_classes, split_prefer_history
-    from medscribe.sft.train import _raise_friendly, last_checkpoint, pick_run_dir, versions
+    from medscribe.sft.train import _raise_friendly, open_run, versions
 
     sft = settings.sft
     method = sft.method
@@ -178,13 +170,7 @@ def run_prefer(settings: Any, run: str | None = None, resume: bool = False, retr
     model_path = resolve_base_model(sft.base_model)
     init_adapter, notes = resolve_init_adapter(sft.init_adapter, model_path)
     setup.notes += notes
-    run_dir = pick_run_dir(settings, run, resume)
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise UsageError(f"--resume: {run_dir / 'checkpoints'} has no checkpoint to continue from")
-    if not resume and last_checkpoint(run_dir) is not None:
-        raise UsageError(
-            f"{run_dir}: this run already has checkpoints; continue it with --resume or pick another --run")
+    run_dir, checkpoint = open_run(settings, run, resume)
 
     from medscribe.sft.pairs import pairs_fingerprint
 

@@ -46,6 +46,20 @@ def pick_run_dir(settings: Any, run: str | None, resume: bool) -> Path:
     return root / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
+def open_run(settings: Any, run: str | None, resume: bool) -> tuple[Path, Path | None]:
+    """(run folder, checkpoint to resume from): --resume needs a checkpoint; a fresh start refuses a folder that
+    has some (starting over there would mix two runs' checkpoints and history)."""
+    run_dir = pick_run_dir(settings, run, resume)
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise UsageError(f"--resume: {run_dir / CHECKPOINTS} has no checkpoint to continue from")
+    if not resume and last_checkpoint(run_dir) is not None:
+        raise UsageError(
+            f"{run_dir}: this run already has checkpoints; continue it with --resume or pick another --run"
+        )
+    return run_dir, checkpoint
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     ckpts = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -101,15 +115,7 @@ def run_sft(
         import unsloth  # noqa: F401  (before trl/transformers/peft: it patches them)
 
     model_path = resolve_base_model(sft.base_model)
-    run_dir = pick_run_dir(settings, run, resume)
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise UsageError(f"--resume: {run_dir / CHECKPOINTS} has no checkpoint to continue from")
-    if not resume and last_checkpoint(run_dir) is not None:
-        # Starting over in a folder with checkpoints would mix two runs' checkpoints and history.
-        raise UsageError(
-            f"{run_dir}: this run already has checkpoints; continue it with --resume or pick another --run"
-        )
+    run_dir, checkpoint = open_run(settings, run, resume)
     examples = training_examples(settings, run_dir, retriever, reuse=resume, is_main=is_main)
     (train_examples, train_stats), (eval_examples, eval_stats) = examples["train"], examples["eval"]
 

@@ -202,7 +202,7 @@ def language_lora_targets(names: list[str]) -> str:
 
 def load_vision_model(sft: Any, setup: Any, model_path: str) -> tuple[Any, Any, str | None]:
     """(PEFT model ready to train, processor, note) for the chosen backend."""
-    from medscribe.sft.backends import check_target_modules, torch_dtype
+    from medscribe.sft.backends import check_target_modules, placement_kwargs, torch_dtype
     from medscribe.vlm import is_vision_model, load_processor, load_vlm
 
     if not is_vision_model(model_path):
@@ -235,16 +235,8 @@ def load_vision_model(sft: Any, setup: Any, model_path: str) -> tuple[Any, Any, 
         from medscribe.sft.backends import prepare_tokenizer
 
         processor.chat_template = prepare_tokenizer(processor.tokenizer, sft.chat_template).chat_template
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(setup.precision)}
-    if setup.device == "cuda":
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    if setup.quantization == "nf4":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(setup.precision),
-            bnb_4bit_use_double_quant=True, llm_int8_skip_modules=["visual", "lm_head"])
-        kwargs.setdefault("device_map", "cpu")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(setup.precision),
+                              **placement_kwargs(setup, torch_dtype(setup.precision), ["visual", "lm_head"])}
     model = load_vlm(model_path, **kwargs)
     check_target_modules(model, sft.target_modules)
     if setup.quantization == "nf4":
@@ -272,7 +264,7 @@ def run_vision_sft(settings: Any, run: str | None = None, resume: bool = False, 
     """Train a LoRA adapter on image + text rows; return (and write) the run manifest (same keys as text runs)."""
     from medscribe.sft.backends import loaded_summary, resolve_base_model
     from medscribe.sft.dataset import check_reasoning, load_records
-    from medscribe.sft.train import CHECKPOINTS, last_checkpoint, pick_run_dir, versions
+    from medscribe.sft.train import open_run, versions
 
     sft = settings.sft
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -285,13 +277,7 @@ def run_vision_sft(settings: Any, run: str | None = None, resume: bool = False, 
     if setup.world_size > 1:  # every rank would write the run's files: DDP for image runs is not built yet
         raise UsageError("vision-language runs train in one process; run `medscribe sft` without torchrun/accelerate")
     model_path = resolve_base_model(sft.base_model)
-    run_dir = pick_run_dir(settings, run, resume)
-    checkpoint = last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise UsageError(f"--resume: {run_dir / CHECKPOINTS} has no checkpoint to continue from")
-    if not resume and checkpoint is None and last_checkpoint(run_dir) is not None:
-        raise UsageError(f"{run_dir}: this run already has checkpoints; continue it with --resume or pick "
-                         "another --run")
+    run_dir, checkpoint = open_run(settings, run, resume)
     data_dir = Path(settings.paths.data)
     cache = run_dir / "examples.json"
     if resume and cache.is_file():  # a resumed run trains on exactly the examples it started with

@@ -49,6 +49,21 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def killed_after_the_teacher(root, tiny_model_dir, server, monkeypatch):
+    """A distill run killed after the teacher answered, before training (exit 130); returns its config."""
+    from medscribe.sft import curriculum
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    config = write_config(root, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1)
+    monkeypatch.setattr(curriculum, "run_curriculum", killed)
+    assert invoke(config).exit_code == 130
+    monkeypatch.undo()
+    monkeypatch.setenv("MEDSCRIBE_ASK__MAX_RETRIES", "0")
+    return config
+
+
 def test_student_trains_on_the_teachers_answers(tiny_model_dir, tmp_path, quick_retries):
     write_distill_data(tmp_path)
     with FakeServer() as server:
@@ -94,19 +109,9 @@ def test_student_trains_on_the_teachers_answers(tiny_model_dir, tmp_path, quick_
 
 def test_a_killed_distill_resumes_without_asking_the_teacher_again(tiny_model_dir, tmp_path, quick_retries,
                                                                    monkeypatch):
-    from medscribe.sft import curriculum
-
     write_distill_data(tmp_path, faults=False)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
     with FakeServer() as server:
-        config = write_config(tmp_path, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1)
-        monkeypatch.setattr(curriculum, "run_curriculum", killed)
-        assert invoke(config).exit_code == 130  # killed after the teacher answered, before training
-        monkeypatch.undo()
-        monkeypatch.setenv("MEDSCRIBE_ASK__MAX_RETRIES", "0")
+        config = killed_after_the_teacher(tmp_path, tiny_model_dir, server, monkeypatch)
         assert len(server.requests) == 6
         result = invoke(config, "--resume")
         assert result.exit_code == 0, result.output
@@ -203,19 +208,9 @@ def test_comparison_script_student_vs_teacher_at_tiny_size(tiny_model_dir, tmp_p
 
 def test_resuming_with_another_teacher_is_refused_with_sft_advice(tiny_model_dir, tmp_path, quick_retries,
                                                                    monkeypatch):
-    from medscribe.sft import curriculum
-
     write_distill_data(tmp_path, faults=False)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
     with FakeServer() as server:
-        config = write_config(tmp_path, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1)
-        monkeypatch.setattr(curriculum, "run_curriculum", killed)
-        assert invoke(config).exit_code == 130
-        monkeypatch.undo()
-        monkeypatch.setenv("MEDSCRIBE_ASK__MAX_RETRIES", "0")
+        killed_after_the_teacher(tmp_path, tiny_model_dir, server, monkeypatch)
         other = write_config(tmp_path, tiny_model_dir, teacher_base_url=server.base_url, max_steps=1,
                              teacher_model="another-teacher")
         result = invoke(other, "--resume")
