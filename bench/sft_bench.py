@@ -1,6 +1,6 @@
 """CPU training speed of `medscribe sft` against plain TRL, on the real demo model and realistic rows, in one run.
 
-    flock /tmp/medscribe-heavy.lock .venv/bin/python bench/sft_bench.py              # ~4 min on 2 cores
+    flock /tmp/medscribe-heavy.lock .venv/bin/python bench/sft_bench.py              # ~7 min on 2 cores
     .venv/bin/python bench/sft_bench.py --steps 6 --data artifacts/demo/data/train.jsonl
     .venv/bin/python bench/sft_bench.py --ablate          # + medscribe with each fast-path part off, one at a time
 
@@ -18,7 +18,10 @@ Each side runs in its own process; the two run at the same time and take turns, 
 shared CPU's changing load hits both alike. Speed is measured the same way on both sides (medscribe's
 SpeedCallback: each optimizer step from begin to end, the first step excluded as warm-up, real tokens as TRL
 counts them: no padding).
-The loss compared is the training loss of the last step (the same batch, after the same examples on both sides).
+The loss compared is the training loss of the last step (the same batch, after the same examples on both sides);
+by default after one pass over the 64 rows (8 steps of batch 8, the issue's own reference measurement). After 4
+steps the loss is still falling steeply (1.22 -> 0.25 in 3 steps at lr 1e-3) and Adam's first, sign-like updates
+turn bf16 rounding into a few percent of loss; the comparison is meant for where training actually goes.
 Exit 1 when a side fails, the losses differ by more than 2 %, or the speed-up is under --target. The last line
 is the key figure.
 """
@@ -283,7 +286,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=DEMO_MODEL, help="HF model folder (default: the demo model)")
     parser.add_argument("--data", type=Path, help="train.jsonl from `medscribe data` (default: bundled sample)")
     parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per side (the first is warm-up)")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="optimizer steps per side (the first is warm-up); 8 x batch 8 = the 64 rows once")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--target", type=float, default=3.0, help="minimum speed-up of medscribe over plain TRL")
     parser.add_argument("--ablate", action="store_true", help="also run medscribe with each fast-path part off")
