@@ -193,6 +193,9 @@ class SftStageSection(Section):
     learning_rate: float | None = Field(default=None, gt=0)
     target_modules: list[str] | None = None  # may differ from the stage before only after a merge
     rag_context: bool | None = None
+    # Hard cases: an eval output folder (or ask run) of the model's answers on these rows; the stage keeps the
+    # rows that scored below sft.pairs_threshold on sft.pairs_metric there (e.g. the rows an SFT run got wrong).
+    hard_from_eval: str | None = None
     # Merge this stage's adapter into its base (16-bit); the next stage trains a fresh adapter on the merged model.
     merge: bool = False
 

@@ -156,11 +156,14 @@ def test_template_mentions_every_setting():
     assert not missing, f"medscribe.toml lacks: {missing}"
 
 
-def test_demo_config_loads():
+@pytest.mark.parametrize("name", ["demo.toml", "cpu.toml", "cpu-qa.toml"])
+def test_example_configs_load(name):
     from medscribe.settings import load_settings
 
-    settings = load_settings(ROOT / "examples" / "demo.toml")
+    settings = load_settings(ROOT / "examples" / name)
     assert settings.paths.artifacts
+    if name.startswith("cpu"):  # the one-hour CPU recipe: one pass, fast path, no 4-bit
+        assert (settings.sft.epochs, settings.sft.cpu_fast, settings.sft.load_in_4bit) == (1, "auto", False)
 
 
 def test_doctor_runs_and_reports(tmp_path, monkeypatch, minilm, tiny_model_dir):

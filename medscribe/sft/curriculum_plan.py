@@ -71,6 +71,30 @@ def select(records: list, stage: Any) -> list:
     return kept
 
 
+def select_hard(settings: Any, records: list, source: Path, where: str) -> tuple[list, dict]:
+    """The rows whose answer in the eval/ask run `source` scored below sft.pairs_threshold on sft.pairs_metric:
+    a hard-negative stage without a prepared file. Rows the run did not answer are left out (counted)."""
+    from medscribe.evaluate.loading import results_file
+    from medscribe.evaluate.runner import canonical_metric
+    from medscribe.sft.pairs_eval import scores_of
+
+    metric, threshold = canonical_metric(settings.sft.pairs_metric), settings.sft.pairs_threshold
+    if not source.exists():
+        raise UsageError(f"{where}.hard_from_eval: {source}: not found (no stage has been trained)")
+    _, ask_path, scores = scores_of(settings, source, metric, f"{where}.hard_from_eval")
+    scored = [r for r in records if str(r.id) in scores]
+    kept = [r for r in scored if scores[str(r.id)] < threshold]
+    if not kept:
+        raise UsageError(
+            f"{where}.hard_from_eval: no row scored below sft.pairs_threshold = {threshold} on {metric} in {source} "
+            f"({len(scored)} of the stage's {len(records)} rows were scored there; no stage has been trained)")
+    parts = [fp.file_hash(results_file(ask_path))]
+    if (source / "rows.csv").is_file():
+        parts.append(fp.file_hash(source / "rows.csv"))
+    return kept, {"hard_from_eval": str(source), "hard_metric": metric, "hard_threshold": threshold,
+                  "rows_scored": len(scored), "rows_below_threshold": len(kept), "content": fp.short_hash(parts)}
+
+
 def plan_stages(settings: Any, run_dir: Path) -> list[StagePlan]:
     """Every stage's rows and settings, checked up front: UsageError (exit 2) before any model loads."""
     from medscribe.sft.dataset import DialogueRecord, TrainingRecord, check_reasoning, load_records
@@ -99,14 +123,19 @@ def plan_stages(settings: Any, run_dir: Path) -> list[StagePlan]:
             raise UsageError(
                 f"{where}: no row of {path} passes the stage's filter (turns = {stage.turns!r}, where = "
                 f"{dict(stage.where)}) out of {len(records)}")
+        hard: dict = {}
+        content = fp.file_hash(path)
+        if stage.hard_from_eval:
+            chosen, hard = select_hard(settings, chosen, Path(stage.hard_from_eval), where)
+            content = fp.short_hash([content, hard.pop("content")])
         check_reasoning(chosen, path, settings.prompt)
         evals = select(eval_all, stage)
         if sft.max_eval_samples is not None:
             evals = evals[: sft.max_eval_samples]
         plan = StagePlan(i, stage.name, stage, stage_settings(sft, stage), path, chosen, evals, {
             "file": str(path), "rows_in_file": len(records), "rows_selected": len(chosen),
-            "eval_rows_selected": len(evals), "turns": stage.turns, "where": dict(stage.where)},
-            run_dir / STAGES_DIR / stage.name, fp.file_hash(path))
+            "eval_rows_selected": len(evals), "turns": stage.turns, "where": dict(stage.where), **hard},
+            run_dir / STAGES_DIR / stage.name, content)
         plans.append(plan)
     for before, plan in zip(plans, plans[1:], strict=False):
         # One adapter keeps its modules; only a merge lets the next stage adapt others.

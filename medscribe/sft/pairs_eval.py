@@ -72,6 +72,16 @@ def _scores_from_ask_run(settings: Any, run_dir: Path, metric: str) -> dict[str,
     return {row_id: float(v) for row_id, v in zip(run.ids, values, strict=True) if not math.isnan(float(v))}
 
 
+def scores_of(settings: Any, source: Path, metric: str, field: str) -> tuple[str | None, Path, dict[str, float]]:
+    """(run name or None, ask run path, id -> score on `metric`) of an eval output folder (metrics.json + rows.csv,
+    `sft.pairs_eval_run` picks the run) or an ask run folder (scored here). `field` names the setting in errors."""
+    if (source / "metrics.json").is_file() and (source / "rows.csv").is_file():
+        return _scores_from_eval_dir(source, settings.sft.pairs_eval_run, metric)
+    if source.exists():
+        return None, source, _scores_from_ask_run(settings, source, metric)
+    raise UsageError(f"{field}: {source} not found (an eval output folder or an ask run folder)")
+
+
 def _logged_messages(run_dir: Path) -> dict[str, list]:
     """id -> the messages ask sent for it (the last answered request in log.jsonl), when the log exists."""
     path = run_dir / "log.jsonl"
@@ -128,14 +138,7 @@ def pairs_from_eval(settings: Any, source: str | Path, retriever: Any = None) ->
     if settings.prompt.variant == "cot":
         raise UsageError("sft.pairs_eval with prompt.variant = 'cot': ask results carry no reference reasoning to "
                          "train the chosen answer on; use sft.pairs_file or prompt.variant = 'detailed'")
-    run_name = None
-    if (source / "metrics.json").is_file() and (source / "rows.csv").is_file():
-        run_name, ask_path, scores = _scores_from_eval_dir(source, sft.pairs_eval_run, metric)
-    elif source.exists():
-        ask_path = source
-        scores = _scores_from_ask_run(settings, source, metric)
-    else:
-        raise UsageError(f"sft.pairs_eval: {source} not found (an eval output folder or an ask run folder)")
+    run_name, ask_path, scores = scores_of(settings, source, metric, "sft.pairs_eval")
     results = results_file(ask_path)
     run_dir = results.parent
     summary_path = run_dir / "summary.json"

@@ -43,7 +43,10 @@ def test_fast_path_chosen_on_cpu_recorded_with_speed_figures(tiny_model_dir, tmp
     assert speed["tokens_per_s"] > 0 and speed["examples_per_s"] > 0 and speed["examples_per_step"] == 2
     assert speed["tokens_source"].startswith("counted")
     assert speed["steps_per_epoch"] == 4
-    assert speed["epoch_seconds_estimate"] == pytest.approx(4 * speed["seconds_per_step"], abs=0.1)
+    # the epoch's real tokens (manifest data stats) at the measured tokens/s
+    assert speed["epoch_estimate_from"] == "tokens"
+    assert speed["epoch_seconds_estimate"] == pytest.approx(m["data"]["train"]["tokens"] / speed["tokens_per_s"],
+                                                            rel=0.02, abs=0.1)
     assert "estimated epoch" in result.output and "tokens/s" in result.output
     assert "speed after 3 steps" in result.output  # the early line, printed while training
 
@@ -202,7 +205,13 @@ def test_speed_callback_excludes_warmup_and_estimates_the_epoch(monkeypatch):
     assert s["steps_timed"] == 3 and s["seconds_per_step"] == pytest.approx(8 / 3, rel=1e-3)
     assert s["tokens_per_s"] == pytest.approx(400 / 8, rel=1e-3)
     assert s["examples_per_s"] == pytest.approx(24 / 8, rel=1e-3)
-    assert s["steps_per_epoch"] == 13 and s["epoch_seconds_estimate"] == pytest.approx(13 * 8 / 3, rel=1e-3)
+    # the epoch's 10,000 real tokens at 50 tokens/s (not 13 steps x 2.67 s: these steps were shorter than average)
+    assert s["steps_per_epoch"] == 13 and s["epoch_seconds_estimate"] == pytest.approx(10_000 / 50, rel=1e-3)
+    assert s["epoch_estimate_from"] == "tokens"
+    speed.token_counter = None  # no counted tokens: steps x seconds per step
+    speed.steps = [(10.0, None), (2.0, None), (2.0, None), (4.0, None)]
+    s = speed.summary()
+    assert s["epoch_estimate_from"] == "steps" and s["epoch_seconds_estimate"] == pytest.approx(13 * 8 / 3, rel=1e-3)
 
 
 def _lora_model(tiny_model_dir, dropout=0.0):

@@ -230,3 +230,50 @@ def test_bad_stages_are_exit_2_before_any_training(tiny_model_dir, tmp_path, sta
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
     assert not list((tmp_path / "sft").rglob("checkpoint-*"))
+
+
+def _scored_eval(root, scores: dict[str, float]):
+    """An eval output folder as `medscribe eval` writes it (metrics.json + rows.csv) over an ask run folder."""
+    import csv
+
+    ask = root / "ask" / "sft-train"
+    write_jsonl(ask / "results.jsonl", [{"id": i, "answer": "x", "reference": "y"} for i in scores])
+    out = root / "eval" / "sft-train"
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"runs": {"sft-train": {"path": str(ask)}}}), encoding="utf-8")
+    with open(out / "rows.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["run", "id", "reference", "prediction", "token_f1"])
+        writer.writerows(["sft-train", i, "y", "x", s] for i, s in scores.items())
+    return out
+
+
+def test_hard_stage_takes_the_rows_an_eval_scored_below_the_threshold(tiny_model_dir, tmp_path):
+    write_curriculum_data(tmp_path)
+    source = _scored_eval(tmp_path, {"r0": 0.9, "r1": 0.2, "r2": 0.49, "r3": 0.5, "d0": 0.1})
+    stages = [{"name": "all", "max_steps": 1},
+              {"name": "hard", "hard_from_eval": str(source), "where": {"task": ["report"]}, "max_steps": 1}]
+    result = invoke(curriculum_config(tmp_path, tiny_model_dir, stages))
+    assert result.exit_code == 0, result.output
+    hard = manifest(tmp_path)["stages"][1]["selection"]
+    assert (hard["rows_selected"], hard["rows_scored"], hard["rows_below_threshold"]) == (2, 4, 2)
+    assert (hard["hard_metric"], hard["hard_threshold"]) == ("token_f1", 0.5)
+    examples = json.loads((tmp_path / "sft" / "t" / "stages" / "hard" / "examples.json").read_text())["train"][0]
+    assert sorted(e["id"] for e in examples) == ["r1", "r2"]  # d0 is below too, but not a report row
+    # new scores are another curriculum: a resume is refused
+    _scored_eval(tmp_path / "v2", {"r0": 0.1, "r1": 0.2})
+    stages[1]["hard_from_eval"] = str(tmp_path / "v2" / "eval" / "sft-train")
+    result = invoke(curriculum_config(tmp_path, tiny_model_dir, stages), "--resume")
+    assert result.exit_code == 2 and "stages[1].hard_from_eval" in result.output, result.output
+
+
+def test_hard_stage_with_no_row_below_the_threshold_is_exit_2(tiny_model_dir, tmp_path):
+    write_curriculum_data(tmp_path)
+    source = _scored_eval(tmp_path, {"r0": 0.9, "r1": 0.8})
+    result = invoke(curriculum_config(tmp_path, tiny_model_dir, [{"name": "hard", "hard_from_eval": str(source)}]))
+    assert result.exit_code == 2
+    assert ("sft.stages[0] (hard).hard_from_eval: no row scored below sft.pairs_threshold = 0.5 on token_f1"
+            in " ".join(result.output.split())), result.output
+    assert "(2 of the stage's 10 rows were scored there" in " ".join(result.output.split())
+    missing = invoke(curriculum_config(tmp_path, tiny_model_dir, [{"name": "h", "hard_from_eval": "no/such"}]))
+    assert missing.exit_code == 2 and "hard_from_eval: no/such: not found" in missing.output
