@@ -4,7 +4,6 @@ cross-row attention, the same loss as plain TRL, speed figures in the manifest; 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
