@@ -22,24 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from demo_runs import Runs, run
+
 ROOT = Path(__file__).resolve().parents[1]
-MEDSCRIBE = str(Path(sys.executable).with_name("medscribe"))
 METRICS = ("exact_match", "token_f1", "rougeL", "chrf", "bertscore_f1", "json_valid")
-
-
-def run(args: list[str], env: dict, log: list) -> None:
-    started = time.monotonic()
-    print("+ medscribe " + " ".join(args), flush=True)
-    done = subprocess.run([MEDSCRIBE, *args], env=env, cwd=ROOT)
-    log.append({"command": " ".join(args), "seconds": round(time.monotonic() - started, 1), "rc": done.returncode})
-    if done.returncode != 0:
-        sys.exit(f"step failed (exit {done.returncode}): medscribe {' '.join(args)}")
 
 
 def main() -> None:
@@ -56,17 +45,12 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="smoke run: few rows, 2 steps per training, lexical metrics")
     opts = ap.parse_args()
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     from medscribe.settings import load_settings
 
     settings = load_settings(ROOT / opts.config)
-    data, sft_root = Path(settings.paths.data), Path(settings.paths.sft)
-    ask_root, eval_root = Path(settings.paths.ask), Path(settings.paths.eval)
-    if opts.out:
-        sft_root, ask_root, eval_root = opts.out / "sft", opts.out / "ask", opts.out / "eval"
-        env.update(MEDSCRIBE_PATHS__SFT=str(sft_root), MEDSCRIBE_PATHS__ASK=str(ask_root),
-                   MEDSCRIBE_PATHS__EVAL=str(eval_root))
-    out_dir = opts.out or Path(settings.paths.artifacts)
+    runs = Runs.of(settings, opts.out)
+    env, data, sft_root, ask_root, eval_root, out_dir = (runs.env, runs.data, runs.sft, runs.ask, runs.eval,
+                                                         runs.out)
     cfg, p, log = ["-c", opts.config], opts.prefix, []
     if not (ROOT / data / "test.jsonl").is_file():
         run([*cfg, "data"], env, log)
