@@ -140,6 +140,9 @@ class IndexSection(Section):
     siblings: int = Field(default=0, ge=0)
     hybrid: bool = False
     rerank_model: str | None = None
+    # Dense search: "exact" (every stored vector; the same hits in every run), "hnsw" (Chroma's approximate graph,
+    # whose results differ between processes), "auto" = exact up to 100,000 entries (index/exact.py).
+    search: Literal["auto", "exact", "hnsw"] = "auto"
 
 
 class AskSection(Section):

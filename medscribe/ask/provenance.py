@@ -10,7 +10,7 @@ a model answers (mode generate / copy_or_generate): `backend`, `model` (local pa
 credentials), `adapter` (content hash), `prompt` (hash of the messages the prompt builder renders for a probe
 record, with a retrieved case and a knowledge chunk), `prompt.variant`, `prompt.context`, `temperature`,
 `max_new_tokens`, `json_mode` (openai); when it retrieves (k > 0): `k`, `index` (index fingerprint),
-`index.embedding_model`, `index.hybrid`, `index.threshold`, `index.rerank_model`, `index.siblings`,
+`index.embedding_model`, `index.hybrid`, `index.search`, `index.threshold`, `index.rerank_model`, `index.siblings`,
 `filter_fields`; `copy_threshold` in copy_or_generate. What cannot change an answer (batch size, concurrency,
 timeouts, `--limit`) is left out, so `--limit 10` then a full run still resumes.
 """
@@ -94,6 +94,7 @@ def run_fingerprint(settings: Any, records: list[dict[str, Any]], input_path: st
         parts["index"] = fp.index_fingerprint(settings, retriever)
         parts["index.embedding_model"] = idx.embedding_model
         parts["index.hybrid"] = idx.hybrid
+        parts["index.search"] = idx.search
         parts["index.threshold"] = idx.threshold
         parts["index.rerank_model"] = idx.rerank_model
         parts["index.siblings"] = idx.siblings

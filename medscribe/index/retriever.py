@@ -8,7 +8,9 @@
 `Hit.id` is the corpus record id, `Hit.score` the cosine similarity of the query to the embedded text.
 Options (settings.index): `threshold` (drop hits below this cosine: nothing rather than junk), `siblings`
 (join knowledge chunks N-s..N+s of the same document into the hit's text), `hybrid` (BM25 + dense fused
-by reciprocal rank fusion) and `rerank_model` (a sentence-transformers CrossEncoder reorders candidates).
+by reciprocal rank fusion), `rerank_model` (a sentence-transformers CrossEncoder reorders candidates) and
+`search` (dense search: "exact" over every stored vector, "hnsw" Chroma's approximate graph, "auto" exact up to
+exact.EXACT_AUTO_MAX entries: see index/exact.py for why).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from medscribe.errors import UsageError, failure_context
 from medscribe.index import store
 from medscribe.index.embed import Embedder, resolve_device
+from medscribe.index.exact import ExactIndex, use_exact
 from medscribe.index.knowledge import join_spans
 from medscribe.index.lexical import LexicalIndex, reciprocal_rank_fusion
 from medscribe.schemas import Hit
@@ -68,6 +71,7 @@ class Retriever:
         self.size = collection.count()
         self._generation = store.generation()
         self._lexical: LexicalIndex | None = None
+        self._exact: ExactIndex | None = None
         self._cross_encoder = None
         self._lazy_lock = threading.Lock()  # callers may search from several threads
 
@@ -163,8 +167,12 @@ class Retriever:
         # Hybrid search knows every entry's record id (BM25 holds the corpus): dense candidates then need only
         # ids and distances, and texts/metadata are fetched for the hits kept (k of n), which for 14k MedQuAD
         # training rows was most of Chroma's time (long answers in the metadata of 21 candidates per query).
-        record_of = self._lexical_index().record_ids if self.options.hybrid else None
-        candidates = self._dense(vectors, per_filter, excludes, n, record_of)
+        if use_exact(self.options.search, self.size):
+            ranked = self._exact_index().search(vectors, n, per_filter, excludes, matches)
+            candidates = [[{"cid": cid, "score": score} for cid, score in row] for row in ranked]
+        else:
+            record_of = self._lexical_index().record_ids if self.options.hybrid else None
+            candidates = self._dense(vectors, per_filter, excludes, n, record_of)
         if self.options.hybrid:
             candidates = self._hybrid(queries, vectors, candidates, per_filter, excludes, n)
         if self.options.threshold is not None:
@@ -188,7 +196,7 @@ class Retriever:
             collection = store.get_collection(store.open_client(self.settings), self.options.collection)
             if collection is not None:
                 self.collection, self.size = collection, collection.count()
-            self._lexical = None
+            self._lexical = self._exact = None
             self._generation = store.generation()
 
     def _check_dimension(self, dimension: int) -> None:
@@ -209,6 +217,12 @@ class Retriever:
         if len(value) != n:
             raise UsageError(f"{name}: {len(value)} given for {n} queries (give one per query, or one dict for all)")
         return value
+
+    def _exact_index(self) -> ExactIndex:
+        with self._lazy_lock:
+            if self._exact is None:
+                self._exact = ExactIndex.from_collection(self.collection)
+        return self._exact
 
     def _lexical_index(self) -> LexicalIndex:
         with self._lazy_lock:

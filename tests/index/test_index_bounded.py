@@ -65,12 +65,11 @@ def test_max_batch_is_the_clients(collection):
     assert store.max_batch(col) == col._client.get_max_batch_size()
 
 
-def test_exclusions_beyond_the_overfetch_cap_still_give_k_hits(built, monkeypatch):
+def test_exclusions_beyond_the_overfetch_cap_still_give_k_hits(built, make_settings, monkeypatch):
     import medscribe.index.retriever as retriever_mod
     from medscribe.index import Retriever
 
-    settings, _report = built
-    retriever = Retriever.open(settings)
+    retriever = Retriever.open(make_settings(search="hnsw"))  # the over-fetch is Chroma's path
     query = "What are the symptoms of anemia?"
     ranked = [h.id for h in retriever.search(query, k=retriever.size)]
     excluded = set(ranked[:-2])  # everything but the two least similar
