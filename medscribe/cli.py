@@ -62,3 +62,13 @@ app.command("data")(data_cmd.command)
 app.command("eval")(eval_cmd.command)
 app.command("serve")(serve_cmd.command)
 app.command("chat")(chat_cmd.command)
+
+
+def run() -> None:
+    """The `medscribe` console command ([project.scripts]; `python -m medscribe` too). Marks the process as the
+    command itself, the only one that may restart itself under jemalloc for CPU training (sft/allocator.py)."""
+    from medscribe.sft import allocator
+
+    allocator.standalone = True
+    app()
+

@@ -21,6 +21,9 @@ def command(
 
     setup_logging(ctx)
     settings = load_settings(ctx)
+    from medscribe.sft.allocator import restart_with_fast_allocator
+
+    restart_with_fast_allocator(settings)  # it trains: on a CPU the pipeline runs under tcmalloc/jemalloc
     result = run_pipeline(settings, sft_run=sft_run, force=tuple(force), console=console)
     table = Table(title="pipeline")
     for column in ("step", "seconds", "result"):

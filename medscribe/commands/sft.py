@@ -74,6 +74,9 @@ def command(
         }
     }
     settings = load_settings(ctx, flags)
+    from medscribe.sft.allocator import restart_with_fast_allocator
+
+    restart_with_fast_allocator(settings)  # CPU training: this command again under tcmalloc/jemalloc
     from medscribe.sft import run_sft
     from medscribe.sft.trainer import summary_table
 

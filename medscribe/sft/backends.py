@@ -38,6 +38,7 @@ class Setup:
     world_size: int = 1
     notes: list[str] = field(default_factory=list)
     cpu_fast: dict[str, Any] = field(default_factory=dict)  # cpu_fast.CpuFast.as_dict(); {"enabled": False, ...}
+    allocator: str = "system"  # allocator.active_allocator(): "tcmalloc" | "jemalloc" | "system"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +127,15 @@ def choose_setup(sft: Any) -> Setup:
                 quantization = "nf4"
             else:
                 notes.append(f"4-bit requested but {why}: training plain LoRA on {precision} weights")
-    return Setup(backend, reason, device, precision, quantization, ws, notes, fast.as_dict())
+    from medscribe.sft.allocator import active_allocator, allocator_note
+
+    allocator = active_allocator()
+    if fast.enabled:
+        reason += f", {'glibc malloc' if allocator == 'system' else allocator}"
+        note = allocator_note(allocator)
+        if note:
+            notes.append(note)
+    return Setup(backend, reason, device, precision, quantization, ws, notes, fast.as_dict(), allocator)
 
 
 def _model_path_or_none(name: str) -> str | None:
