@@ -21,12 +21,13 @@ UNSLOTH_CPU := unsloth==2026.10.9 unsloth_zoo==2026.10.9
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-gpu install-ocr test test-integration test-gpu lint bench demo demo-model all data index ask sft eval clean help
+.PHONY: install install-gpu install-ocr install-tcmalloc test test-integration test-gpu lint bench demo demo-model all data index ask sft eval clean help
 
 help:
 	@echo "make install | test | test-integration | lint | bench | demo | all CONFIG=your.toml | clean"
 	@echo "stages on CONFIG (default $(CONFIG)): make data | index | ask | sft | eval"
 	@echo "make install-ocr: Tesseract + English/Russian packs for scanned PDFs/images (apt, needs root/sudo)"
+	@echo "make install-tcmalloc: tcmalloc for ~20% faster CPU training (apt, needs root/sudo)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,13 @@ install-ocr:
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus; }
 	@tesseract --version | head -1
+
+# tcmalloc, which `medscribe sft` on a CPU restarts itself under (~20 % faster training; medscribe/sft/allocator.py).
+install-tcmalloc:
+	@ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libtcmalloc-minimal4; }
+	@ls /usr/lib/*/libtcmalloc_minimal.so.4
 
 test: install
 	$(PY) -m pytest -q

@@ -84,6 +84,13 @@ def run_checks(settings) -> list[Check]:
         else:
             detail = "no CUDA GPU: sft uses the hf backend on CPU (slow), unsloth QLoRA needs a GPU"
         checks.append(Check("CUDA", cuda, detail, required=False))
+        if not cuda:  # CPU training restarts itself under tcmalloc/jemalloc when one is installed
+            from medscribe.sft.allocator import INSTALL, find_library, kind_of
+
+            library = find_library("auto")
+            checks.append(Check("allocator", library is not None,
+                                f"{kind_of(library)}: sft on CPU runs under it ({library})" if library else
+                                f"glibc only: {INSTALL} for ~20 % faster CPU training", required=False))
     except ImportError:
         checks.append(Check("torch", False, "missing"))
     for dist in OPTIONAL_PACKAGES:

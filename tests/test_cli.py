@@ -177,6 +177,12 @@ def test_doctor_runs_and_reports(tmp_path, monkeypatch, minilm, tiny_model_dir):
     result = runner.invoke(app, ["--config", str(cfg), "doctor"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "ready" in result.output
+    from medscribe.sft.allocator import find_library, kind_of
+
+    library = find_library("auto")  # no GPU here: the CPU training allocator is reported
+    assert "allocator" in result.output
+    assert f"{kind_of(library)}: sft on CPU runs under it" in result.output if library else \
+        "libtcmalloc-minimal4" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text('[sft]\nbase_model = "/nonexistent/model"\n', encoding="utf-8")
     result = runner.invoke(app, ["--config", str(bad), "doctor"], terminal_width=200)

@@ -47,7 +47,8 @@ PERSON_CONTEXT_RE = re.compile(
     # take a method ("confirmed by Doppler")
     r"finalized by|prepared by|edited by|amended by|addended by|acknowledged by|authenticated by|"
     r"countersigned by|co-?signed by|supervised by|witnessed by|released by))\s*[:,]?\s+"
-    rf"(?P<name>{_CAP_OR_INITIAL}{_NAME_TAIL})",
+    # a whole word: "called Cdc42", "called MeCP2" name a protein, and "Cdc" / "Me" are no person
+    rf"(?P<name>{_CAP_OR_INITIAL}{_NAME_TAIL})(?![A-Za-z0-9])",
 )
 # Context words that precede ordinary clinical phrases too ("per Wells criteria", "so-called Baker's cyst",
 # "informed consent"): after them an eponym stays an eponym. After every other person context (and always after
@@ -65,13 +66,21 @@ MEDICAL_HEADS = frozenset(
     deformity lesion lesions sulcus foramen artery vein area aphasia solution angle nodule nodules spots esophagus
     diverticulum gland glands capsule membrane layer sequence classification""".split()
 )
+# Of those, the nouns after which any capitalized name, known eponym or not, is the name of a condition or a
+# structure: "Cornelia de Lange syndrome", "Treacher Collins syndrome", "Batten disease", "Leydig cells". A person
+# is practically never followed by one of them; "sign", "test", "type" and the like can follow a person.
+EPONYM_HEADS = frozenset(
+    """disease diseases syndrome syndromes sequence anomaly malformation disorder disorders palsy phenomenon
+    cell cells membrane dystrophy myopathy neuropathy ataxia dysplasia lymphoma sarcoma tumor tumour""".split()
+)
 _MEDICAL_AFTER_RE = re.compile(r"(?:['’]s?)?\s+([A-Za-z]+)")
 # Words a name span may not end on even in a strong context ("Dr. Smith Electronically ..." has no period).
 _TAIL_STOP = frozenset({"dr", "mr", "mrs", "ms", "miss", "prof", "md"})
 LAST_FIRST_RE = re.compile(
     rf"\b(?i:name|patient|pt|client|resident|re)\s*:\s*({_CAP}(?:\s+{_PARTICLE}{_CAP})?,\s+{_CAP}(?:\s+[A-Z]\.)?)"
 )
-INITIAL_SURNAME_RE = re.compile(rf"(?<![\w./])[A-Z]\.\s?(?:[A-Z]\.\s?)?{_PARTICLE}{_CAP}(?:\s+{_PARTICLE}{_CAP})?")
+# Not after a hyphen: "factor-kappa-B. Nuclear ..." ends a compound, it is no initial.
+INITIAL_SURNAME_RE = re.compile(rf"(?<![\w./-])[A-Z]\.\s?(?:[A-Z]\.\s?)?{_PARTICLE}{_CAP}(?:\s+{_PARTICLE}{_CAP})?")
 CAP_RUN_RE = re.compile(rf"(?<![\w'’.-])({_CAP})((?:\s+(?:[A-Z]\.\s+)?{_PARTICLE}{_CAP}){{1,2}})(?![\w])")
 SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;\n]\s*|[\n•·*-]\s*|\d[.)]\s*|[\"“(]\s*)$")
 
@@ -229,6 +238,12 @@ def _medical_after(text: str, end: int) -> bool:
     return m is not None and m.group(1).lower() in MEDICAL_HEADS
 
 
+def _condition_after(text: str, end: int) -> bool:
+    """The span ending at `end` names a condition or structure: an EPONYM_HEADS noun follows it."""
+    m = _MEDICAL_AFTER_RE.match(text, end)
+    return m is not None and m.group(1).lower() in EPONYM_HEADS
+
+
 def _words(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(m.start() + start, m.end() + start) for m in re.finditer(r"[A-Za-z][\w'’.-]*", text[start:end])]
 
@@ -322,6 +337,8 @@ def find_names_en(text: str) -> Iterator[Span]:
         start, end = m.start("name"), m.end("name")
         if m.group("context").lower() in WEAK_CONTEXTS:
             span = _trim_non_names(text, start, end)
+            if span and _condition_after(text, span[1]):
+                continue  # "a condition called Batten disease", "cells called Leydig cells"
         else:
             span = _strong_span(text, start, end, title=False)
         if span and text[span[0]].isupper():
@@ -334,7 +351,9 @@ def find_names_en(text: str) -> Iterator[Span]:
         before = text[: m.start()].rstrip()[-1:]
         if before and (before in ":;/.°" or before.isdigit()):
             continue  # "Sex: F. Case ...", "g/L. Mass ...", "36.6 °C. Ki-67": a field or a unit, not an initial
-        span = _trim_non_names(text, m.start(), m.end())
+        # An initial makes the surname a person's even when it is an eponym ("J. Smith", "A. Parkinson"),
+        # unless the medical sense follows ("... Smith fracture").
+        span = _trim_non_names(text, m.start(), m.end(), eponym_tail=True)
         if span and span[1] - span[0] > 3 and "." in text[m.start() : m.start() + 3]:
             yield m.start(), span[1], "NAME"
     names = first_names_en()
@@ -343,13 +362,14 @@ def find_names_en(text: str) -> Iterator[Span]:
         at = next((w for w in _words(text, m.start(), m.end()) if text[w[0] : w[1]].rstrip(".") in names), None)
         if at is not None:
             span = _first_name_span(text, at[0], m.end())
-            if span:
+            if span and not _condition_after(text, span[1]):  # not "Cornelia de Lange syndrome"
                 yield span[0], span[1], "NAME"
             continue
         if _at_sentence_start(text, m.start()):
             continue
         span = _trim_non_names(text, m.start(), m.end(), eponym_tail=True)
-        if span and " " in text[span[0] : span[1]] and not _title_case_term(text[span[0] : span[1]]):
+        if span and " " in text[span[0] : span[1]] and not _title_case_term(text[span[0] : span[1]]) and \
+                not _condition_after(text, span[1]):  # not "Treacher Collins syndrome"
             yield span[0], span[1], "NAME"
 
 

@@ -60,6 +60,43 @@ def open_run(settings: Any, run: str | None, resume: bool) -> tuple[Path, Path |
     return run_dir, checkpoint
 
 
+# What a resumed run must share with the run it continues; epochs/max_steps may grow (train longer).
+RESUME_KEYS = ("method", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size", "grad_accum",
+               "max_seq_length", "packing", "seed", "load_in_4bit", "precision", "cpu_fast", "lora_r", "lora_alpha",
+               "lora_dropout", "target_modules")
+SFT_CONFIG_FILE = "sft_config.json"
+RESUME_LABELS = {"base_model": "another base model", "examples": "other training examples"}
+
+
+def sft_fingerprint(sft: Any, model_path: str, examples: dict) -> dict:
+    """The fingerprint record of a plain sft run (`<run>/sft_config.json`): base model files, the training and
+    eval examples (prompts with their retrieved context, as cached in examples.json) and RESUME_KEYS."""
+    from medscribe import fingerprint as fp
+
+    parts: dict[str, Any] = {"base_model": fp.model_files_hash(model_path),
+                             "examples": fp.short_hash([examples["train"][0], examples["eval"][0]])}
+    for key in RESUME_KEYS:
+        value = getattr(sft, key)
+        parts[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return fp.make(parts)
+
+
+def check_sft_resume(run_dir: Path, record: dict, checkpoint: Path | None) -> None:
+    """A --resume continues only a run started with the same fingerprint; UsageError naming what changed."""
+    if checkpoint is None:
+        return
+    from medscribe import fingerprint as fp
+
+    stored = fp.read(run_dir / SFT_CONFIG_FILE)
+    if stored is None:
+        raise UsageError(f"--resume: {run_dir} has no {SFT_CONFIG_FILE} (started by an older medscribe, or not a "
+                         "plain sft run), so what it was trained with cannot be checked; start another --run")
+    diff = fp.changes(stored, record)
+    if diff:
+        raise UsageError(f"--resume: {run_dir} was started with {fp.describe_changes(diff, RESUME_LABELS)}; resume "
+                         "it with the same settings, or start another --run")
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
     ckpts = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -117,6 +154,10 @@ def run_sft(
     model_path = resolve_base_model(sft.base_model)
     run_dir, checkpoint = open_run(settings, run, resume)
     examples = training_examples(settings, run_dir, retriever, reuse=resume, is_main=is_main)
+    record = sft_fingerprint(sft, model_path, examples)
+    check_sft_resume(run_dir, record, checkpoint)
+    if is_main:
+        atomic_write_json(run_dir / SFT_CONFIG_FILE, record)
     (train_examples, train_stats), (eval_examples, eval_stats) = examples["train"], examples["eval"]
 
     say(
@@ -173,6 +214,7 @@ def run_sft(
         },
         "versions": versions(),
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "config_fingerprint": record["digest"],  # sft_config.json: what a --resume must match
         "is_main_process": is_main,
     }
     started = time.perf_counter()

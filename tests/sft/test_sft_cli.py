@@ -86,6 +86,9 @@ def test_resume_continues_from_last_checkpoint_without_duplicate_steps(tiny_mode
     assert invoke(config).exit_code == 0
     again = invoke(config)  # starting over in the same run folder would mix two runs
     assert again.exit_code == 2 and "already has checkpoints; continue it with --resume" in again.output
+    # a resume with another learning rate or LoRA rank would mix two configurations: refused, naming them
+    other = invoke(config, "--resume", "--max-steps", "4", "--lr", "0.001", "--lora-r", "8")
+    assert other.exit_code == 2 and "learning_rate" in other.output and "lora_r: 4 -> 8" in other.output, other.output
     result = invoke(config, "--resume", "--max-steps", "4")
     assert result.exit_code == 0, result.output
     m = manifest(tmp_path)
@@ -93,6 +96,11 @@ def test_resume_continues_from_last_checkpoint_without_duplicate_steps(tiny_mode
     assert (tmp_path / "sft" / "t" / "examples.json").is_file()  # the resumed run reuses the same prompts
     history = json.loads((tmp_path / "sft" / "t" / "history.json").read_text())
     assert [e["step"] for e in history["train"]] == [1, 2, 3, 4]
+    assert m["config_fingerprint"] == json.loads((tmp_path / "sft" / "t" / "sft_config.json").read_text())["digest"]
+    # a run whose settings cannot be checked (no sft_config.json: an older medscribe) is not resumed blindly
+    (tmp_path / "sft" / "t" / "sft_config.json").unlink()
+    blind = invoke(config, "--resume", "--max-steps", "5")
+    assert blind.exit_code == 2 and "sft_config.json" in blind.output
 
 
 def test_early_stopping_keeps_best_checkpoint(tiny_model_dir, tmp_path):
